@@ -1,0 +1,157 @@
+/* wire: Handoff's messages on NATS (the .proto files in proto/), encoded
+ * and decoded here and nowhere else, so protobuf-c's structs stay in wire.c.
+ * Decoding treats the bytes as untrusted: sizes are checked, enums
+ * range-checked, text repaired to clean UTF-8 (utf8.h), and nothing is
+ * half-filled on failure. */
+#ifndef HANDOFF_WIRE_H
+#define HANDOFF_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "report.h"
+#include "result.h"
+#include "status.h"
+
+/* ---- Jobs ------------------------------------------------------------- */
+
+struct wire_job {
+    char *job_id; /* "<run id>.<shard>" */
+    int64_t run_id;
+    char *suite;
+    char *ns;
+    struct result_kv *params;
+    size_t n_params;
+    char *run_filter; /* "" for none */
+    char *skip_filter;
+    int32_t max_attempts;
+    int64_t timeout_ms;
+    int64_t test_timeout_ms;
+    int64_t created_unix_ms;
+    int32_t count;
+    int32_t shard;
+    int32_t shards;
+    int64_t not_after_unix_ms; /* 0: no limit */
+};
+
+/* Appends the encoded job to out. */
+void wire_job_encode(const struct wire_job *j, struct buf *out);
+/* Decodes into out (caller storage; wire_job_cleanup). Returns 0 or
+ * ST_PROTOCOL (not a job, or a field out of range). */
+MUST_CHECK int wire_job_decode(const void *data, size_t len,
+                               struct wire_job *out);
+void wire_job_cleanup(struct wire_job *j);
+
+struct wire_cancel {
+    int64_t run_id;
+    char *reason;
+};
+
+void wire_cancel_encode(const struct wire_cancel *c, struct buf *out);
+MUST_CHECK int wire_cancel_decode(const void *data, size_t len,
+                                  struct wire_cancel *out);
+void wire_cancel_cleanup(struct wire_cancel *c);
+
+/* ---- Results ---------------------------------------------------------- */
+
+/* What a job result carries besides the suite run's result. */
+struct wire_result_meta {
+    char *job_id;
+    int64_t run_id;
+    int32_t job_attempt;
+    char *worker_id;
+    bool cancelled;
+    bool timed_out;
+};
+
+void wire_result_encode(const struct result_suite *s,
+                        const struct wire_result_meta *meta, struct buf *out);
+/* Decodes into s (initialised here; result_suite_cleanup) and meta
+ * (wire_result_meta_cleanup). Returns 0 or ST_PROTOCOL. */
+MUST_CHECK int wire_result_decode(const void *data, size_t len,
+                                  struct result_suite *s,
+                                  struct wire_result_meta *meta);
+void wire_result_meta_cleanup(struct wire_result_meta *m);
+
+/* A job attempt started (before its result). */
+struct wire_started {
+    char *job_id;
+    int64_t run_id;
+    int32_t job_attempt;
+    char *worker_id;
+    int64_t started_unix_ns;
+};
+
+void wire_started_encode(const struct wire_started *s, struct buf *out);
+MUST_CHECK int wire_started_decode(const void *data, size_t len,
+                                   struct wire_started *out);
+void wire_started_cleanup(struct wire_started *s);
+
+/* ---- Live events ------------------------------------------------------ */
+
+/* A decoded event: ev's pointers point into the strings owned here. */
+struct wire_event {
+    struct report_event ev;
+    int64_t run_id;
+    char *job_id;
+    uint64_t seq;
+    int32_t job_attempt;
+    char *suite;
+    char *ns;
+    char *test;
+    char *output;
+    char *reason;
+};
+
+void wire_event_encode(const struct report_event *ev, int64_t run_id,
+                       const char *job_id, int32_t job_attempt, uint64_t seq,
+                       struct buf *out);
+MUST_CHECK int wire_event_decode(const void *data, size_t len,
+                                 struct wire_event *out);
+void wire_event_cleanup(struct wire_event *e);
+
+/* ---- Worker presence -------------------------------------------------- */
+
+struct wire_test_info {
+    char *name;
+    int32_t max_attempts;
+    int64_t timeout_ms;
+};
+
+struct wire_suite_info {
+    char *name;
+    char *ns;
+    char *description;
+    struct wire_test_info *tests;
+    size_t n_tests;
+    int32_t max_attempts;
+    int64_t test_timeout_ms;
+    int64_t timeout_ms;
+};
+
+struct wire_worker {
+    char *worker_id;
+    char *host;
+    char *pool;
+    struct result_kv *labels;
+    size_t n_labels;
+    struct wire_suite_info *suites;
+    size_t n_suites;
+    int32_t slots;
+    int32_t free_slots;
+    char *version;
+    int64_t started_unix_ms;
+    int64_t sent_unix_ms;
+    bool draining;
+    int64_t *running_runs;
+    size_t n_running_runs;
+};
+
+void wire_worker_encode(const struct wire_worker *w, struct buf *out);
+MUST_CHECK int wire_worker_decode(const void *data, size_t len,
+                                  struct wire_worker *out);
+void wire_worker_cleanup(struct wire_worker *w);
+
+#endif

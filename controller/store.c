@@ -1,0 +1,1224 @@
+/* The API's and background tasks' database work (see store.h). */
+#include "store.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "db.h"
+#include "log.h"
+#include "mem.h"
+#include "subjects.h"
+#include "testfilter.h"
+#include "wire.h"
+
+#define STORE_MAX_LIMIT 500
+#define STORE_DEFAULT_LIMIT 50
+
+void store_reply_cleanup(struct store_reply *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+static void reply_error(struct store_reply *r, int status, const char *code,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void reply_error(struct store_reply *r, int status, const char *code,
+                        const char *fmt, ...)
+{
+    va_list ap;
+
+    r->status = status;
+    r->error_code = code;
+    va_start(ap, fmt);
+    vsnprintf(r->error_message, sizeof(r->error_message), fmt, ap);
+    va_end(ap);
+}
+
+/* A database failure: 503 when PostgreSQL is away (the client may retry),
+ * 500 otherwise. Nothing partial is left: callers run in transactions. */
+static void reply_db_error(struct store_reply *r, int rc)
+{
+    if (rc == ST_UPSTREAM) {
+        reply_error(r, 503, "unavailable",
+                    "the database is not reachable; nothing was changed");
+    } else {
+        reply_error(r, 500, "internal", "database error (%s)", status_str(rc));
+    }
+}
+
+static bool parse_id(const char *text, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (!text || !*text || !isdigit((unsigned char)text[0])) {
+        return false;
+    }
+    v = strtoll(text, &end, 10);
+    if (*end || v <= 0) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static void fmt_i64(char *out, size_t len, int64_t v)
+{
+    snprintf(out, len, "%" PRId64, v);
+}
+
+/* ---- Catalog lookups ---------------------------------------------------- */
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a);
+    size_t lb = strlen(b);
+    size_t *row;
+    size_t d;
+
+    if (la > 128 || lb > 128) {
+        return 1000;
+    }
+    row = mem_calloc(lb + 1, sizeof(*row));
+    for (size_t j = 0; j <= lb; j++) {
+        row[j] = j;
+    }
+    for (size_t i = 1; i <= la; i++) {
+        size_t prev = row[0];
+
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cur = row[j];
+            size_t sub = prev + (tolower((unsigned char)a[i - 1]) !=
+                                 tolower((unsigned char)b[j - 1]));
+            size_t best =
+                row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
+
+            row[j] = sub < best ? sub : best;
+            prev = cur;
+        }
+    }
+    d = row[lb];
+    free(row);
+    return d;
+}
+
+/* "unknown suite X; did you mean: a/b, c/d?" or the known ones. */
+static void suite_not_found(struct db *d, const struct run_request *req,
+                            struct store_reply *out)
+{
+    struct db_res *res = NULL;
+    struct buf close;
+    struct buf all;
+    size_t n_close = 0;
+
+    buf_init(&close, 0);
+    buf_init(&all, 0);
+    if (db_exec(d, "SELECT namespace, name FROM suites ORDER BY 1, 2", 0, NULL,
+                &res) == ST_OK) {
+        size_t len = strlen(req->suite);
+        size_t limit = len < 6 ? 2 : len / 3;
+
+        for (size_t i = 0; i < db_res_rows(res); i++) {
+            const char *ns = db_res_get(res, i, 0);
+            const char *name = db_res_get(res, i, 1);
+
+            if (i < 20) {
+                buf_addf(&all, "%s%s/%s", i ? ", " : "", ns, name);
+            }
+            if ((edit_distance(req->suite, name) <= limit ||
+                 strstr(name, req->suite) || strstr(req->suite, name)) &&
+                n_close < 5) {
+                buf_addf(&close, "%s%s/%s", n_close ? ", " : "", ns, name);
+                n_close++;
+            }
+        }
+    }
+    db_res_free(res);
+    if (n_close) {
+        reply_error(out, 404, "not_found",
+                    "unknown suite \"%s%s%s\"; did you mean: %s?",
+                    req->ns ? req->ns : "", req->ns ? "/" : "", req->suite,
+                    buf_str(&close));
+    } else {
+        reply_error(out, 404, "not_found",
+                    "unknown suite \"%s%s%s\"; known suites: %s",
+                    req->ns ? req->ns : "", req->ns ? "/" : "", req->suite,
+                    all.len ? buf_str(&all)
+                            : "(none: no worker has announced "
+                              "any yet)");
+    }
+    buf_cleanup(&close);
+    buf_cleanup(&all);
+}
+
+struct suite_row {
+    char ns[160];
+    int64_t timeout_ms;
+    json_t *tests; /* array of {"name":...} */
+};
+
+/* Finds the suite the request names. Returns 0 (found), or replies with
+ * 404/409 and returns ST_NOT_FOUND, or another status on database error. */
+static int find_suite(struct db *d, const struct run_request *req,
+                      struct suite_row *out, struct store_reply *reply)
+{
+    struct db_res *res = NULL;
+    const char *p[2] = {req->suite, req->ns};
+    json_error_t jerr;
+    int rc = db_exec(d,
+                     "SELECT namespace, tests, timeout_ms FROM suites "
+                     "WHERE name = $1 AND ($2::text IS NULL OR namespace = $2) "
+                     "ORDER BY namespace",
+                     2, p, &res);
+
+    if (rc != ST_OK) {
+        db_res_free(res);
+        return rc;
+    }
+    if (db_res_rows(res) == 0) {
+        db_res_free(res);
+        suite_not_found(d, req, reply);
+        return ST_NOT_FOUND;
+    }
+    if (db_res_rows(res) > 1) {
+        struct buf nss;
+
+        buf_init(&nss, 0);
+        for (size_t i = 0; i < db_res_rows(res); i++) {
+            buf_addf(&nss, "%s%s", i ? ", " : "", db_res_get(res, i, 0));
+        }
+        reply_error(reply, 409, "conflict",
+                    "suite \"%s\" exists in several namespaces (%s): give "
+                    "\"namespace\"",
+                    req->suite, buf_str(&nss));
+        buf_cleanup(&nss);
+        db_res_free(res);
+        return ST_NOT_FOUND;
+    }
+    snprintf(out->ns, sizeof(out->ns), "%s", db_res_get(res, 0, 0));
+    out->tests = json_loads(db_res_get(res, 0, 1), 0, &jerr);
+    out->timeout_ms = 0;
+    if (!db_res_is_null(res, 0, 2) &&
+        db_res_int64(res, 0, 2, &out->timeout_ms) != ST_OK) {
+        out->timeout_ms = 0;
+    }
+    db_res_free(res);
+    if (!json_is_array(out->tests)) {
+        json_decref(out->tests);
+        out->tests = json_array();
+    }
+    return ST_OK;
+}
+
+/* The filters must select at least one test of the suite. */
+static bool filters_select(const struct run_request *req, json_t *tests,
+                           struct store_reply *reply)
+{
+    struct testfilter f;
+    char err[400];
+    size_t i;
+    json_t *t;
+    size_t selected = 0;
+
+    if (testfilter_init(&f, req->run_filter, req->skip_filter, "field \"run\"",
+                        "field \"skip\"", err, sizeof(err)) != ST_OK) {
+        reply_error(reply, 400, "invalid_argument", "%s", err);
+        return false;
+    }
+    json_array_foreach(tests, i, t)
+    {
+        const char *name = json_string_value(json_object_get(t, "name"));
+
+        if (name && testfilter_selects(&f, name)) {
+            selected++;
+        }
+    }
+    testfilter_cleanup(&f);
+    if (selected == 0) {
+        reply_error(reply, 400, "invalid_argument",
+                    "the filters (run \"%s\", skip \"%s\") select no test of "
+                    "suite %s",
+                    req->run_filter ? req->run_filter : "",
+                    req->skip_filter ? req->skip_filter : "", req->suite);
+        return false;
+    }
+    return true;
+}
+
+/* ---- Creating runs ------------------------------------------------------ */
+
+static int run_json(struct db *d, int64_t id, char **out)
+{
+    char idt[24];
+    const char *p[1] = {idt};
+    struct db_res *res = NULL;
+    int rc;
+
+    fmt_i64(idt, sizeof(idt), id);
+    rc =
+        db_exec(d, "SELECT handoff_run_json(r)::text FROM runs r WHERE id = $1",
+                1, p, &res);
+    if (rc == ST_OK) {
+        if (db_res_rows(res) == 1) {
+            *out = mem_strdup(db_res_get(res, 0, 0));
+        } else {
+            rc = ST_NOT_FOUND;
+        }
+    }
+    db_res_free(res);
+    return rc;
+}
+
+/* The run a repeated Idempotency-Key started, if any. */
+static int find_idempotent(struct db *d, const char *key,
+                           struct store_reply *out, bool *found)
+{
+    const char *p[1] = {key};
+    struct db_res *res = NULL;
+    int rc = db_exec(d,
+                     "SELECT id, handoff_run_json(r)::text, namespace, suite "
+                     "FROM runs r WHERE idempotency_key = $1",
+                     1, p, &res);
+
+    *found = false;
+    if (rc == ST_OK && db_res_rows(res) == 1) {
+        *found = true;
+        if (db_res_int64(res, 0, 0, &out->run_id) != ST_OK) {
+            out->run_id = 0;
+        }
+        out->status = 200;
+        out->body = mem_strdup(db_res_get(res, 0, 1));
+        snprintf(out->ns, sizeof(out->ns), "%s", db_res_get(res, 0, 2));
+        snprintf(out->suite, sizeof(out->suite), "%s", db_res_get(res, 0, 3));
+        snprintf(out->location, sizeof(out->location), "/api/v1/runs/%" PRId64,
+                 out->run_id);
+    }
+    db_res_free(res);
+    return rc;
+}
+
+static char *hex_of(const char *data, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    char *hex = mem_alloc(2 * len + 1);
+
+    for (size_t i = 0; i < len; i++) {
+        hex[2 * i] = digits[(unsigned char)data[i] >> 4];
+        hex[2 * i + 1] = digits[(unsigned char)data[i] & 15];
+    }
+    hex[2 * len] = '\0';
+    return hex;
+}
+
+static char *params_json(const struct run_request *req)
+{
+    json_t *o = json_object();
+    char *text;
+
+    for (size_t i = 0; i < req->n_params; i++) {
+        json_object_set_new(o, req->params[i].key,
+                            json_string(req->params[i].value));
+    }
+    text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return text;
+}
+
+static char *config_json(const struct run_request *req, const char *ns,
+                         int64_t timeout_ms)
+{
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:I, "
+        "s:I, s:I}",
+        "suite", req->suite, "namespace", ns, "run", req->run_filter, "skip",
+        req->skip_filter, "initiated_by", req->initiated_by, "reference",
+        req->reference, "environment", req->environment, "pool", req->pool,
+        "trigger", req->trigger, "max_attempts", req->max_attempts, "count",
+        req->count, "timeout_ms", (json_int_t)timeout_ms, "test_timeout_ms",
+        (json_int_t)req->test_timeout_ms, "queue_timeout_ms",
+        (json_int_t)req->queue_timeout_ms);
+    char *text;
+
+    json_object_set_new(o, "params", json_loads("{}", 0, NULL));
+    for (size_t i = 0; i < req->n_params; i++) {
+        json_object_set_new(json_object_get(o, "params"), req->params[i].key,
+                            json_string(req->params[i].value));
+    }
+    text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return text;
+}
+
+/* Publishes the job and marks it published; a failure leaves it in the
+ * outbox, which retries. */
+static void publish_job(struct db *d, struct bus *bus, const char *job_id,
+                        int64_t created_unix_ms, const char *subject,
+                        const struct buf *payload)
+{
+    const char *p[1] = {job_id};
+    char msg_id[96];
+
+    subjects_msg_id(job_id, created_unix_ms, 0, NULL, msg_id, sizeof(msg_id));
+    if (bus_js_publish(bus, subject, payload->data, payload->len, msg_id,
+                       2000) != ST_OK) {
+        log_info("store: job %s stays in the outbox until NATS takes it",
+                 job_id);
+        return;
+    }
+    (void)db_exec(d, "UPDATE jobs SET published_at = now() WHERE id = $1", 1, p,
+                  NULL);
+}
+
+void store_create_run(struct db *d, struct bus *bus,
+                      const struct run_request *req,
+                      const char *idempotency_key, struct store_reply *out)
+{
+    struct suite_row suite = {0};
+    struct wire_job job;
+    struct buf payload;
+    struct db_res *res = NULL;
+    char *params = NULL;
+    char *config = NULL;
+    char *hex = NULL;
+    char subject[512];
+    char job_id[48];
+    char num[8][24];
+    const char *p[20];
+    int64_t timeout_ms;
+    int64_t now_ms = clock_real_ns() / CLOCK_NS_PER_MS;
+    bool found = false;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    buf_init(&payload, 0);
+    if (idempotency_key) {
+        rc = find_idempotent(d, idempotency_key, out, &found);
+        if (rc != ST_OK) {
+            reply_db_error(out, rc);
+            goto done;
+        }
+        if (found) {
+            goto done;
+        }
+    }
+    rc = find_suite(d, req, &suite, out);
+    if (rc == ST_NOT_FOUND) {
+        goto done;
+    }
+    if (rc != ST_OK) {
+        reply_db_error(out, rc);
+        goto done;
+    }
+    if (!filters_select(req, suite.tests, out)) {
+        goto done;
+    }
+    timeout_ms = req->timeout_ms    ? req->timeout_ms
+                 : suite.timeout_ms ? suite.timeout_ms
+                                    : 3600 * 1000;
+    params = params_json(req);
+    config = config_json(req, suite.ns, timeout_ms);
+
+    rc = db_begin(d);
+    if (rc == ST_OK) {
+        fmt_i64(num[0], 24, req->max_attempts);
+        fmt_i64(num[1], 24, req->count);
+        fmt_i64(num[2], 24, timeout_ms);
+        fmt_i64(num[3], 24, req->test_timeout_ms);
+        fmt_i64(num[4], 24, req->queue_timeout_ms);
+        p[0] = req->suite;
+        p[1] = suite.ns;
+        p[2] = req->pool;
+        p[3] = req->trigger;
+        p[4] = req->initiated_by;
+        p[5] = req->reference;
+        p[6] = req->environment;
+        p[7] = params;
+        p[8] = req->run_filter;
+        p[9] = req->skip_filter;
+        p[10] = num[1];
+        p[11] = req->max_attempts ? num[0] : NULL;
+        p[12] = num[2];
+        p[13] = req->test_timeout_ms ? num[3] : NULL;
+        p[14] = num[4];
+        p[15] = idempotency_key;
+        p[16] = config;
+        rc = db_exec(d,
+                     "INSERT INTO runs (suite, namespace, pool, state, "
+                     "trigger, initiated_by, reference, environment, params, "
+                     "run_filter, skip_filter, count, max_attempts, "
+                     "timeout_ms, test_timeout_ms, queue_timeout_ms, "
+                     "idempotency_key, config) VALUES ($1, $2, $3, 'queued', "
+                     "$4, $5, $6, $7, $8::jsonb, $9, $10, $11::int, "
+                     "$12::int, $13::bigint, $14::bigint, $15::bigint, $16, "
+                     "$17::jsonb) RETURNING id",
+                     17, p, &res);
+    }
+    if (rc == ST_CONFLICT && idempotency_key) {
+        /* Another request with the same key won the race. */
+        db_rollback(d);
+        db_res_free(res);
+        res = NULL;
+        rc = find_idempotent(d, idempotency_key, out, &found);
+        if (rc != ST_OK || !found) {
+            reply_db_error(out, rc ? rc : ST_INTERNAL);
+        }
+        goto done;
+    }
+    if (rc != ST_OK || db_res_int64(res, 0, 0, &out->run_id) != ST_OK) {
+        db_rollback(d);
+        reply_db_error(out, rc ? rc : ST_INTERNAL);
+        goto done;
+    }
+    db_res_free(res);
+    res = NULL;
+
+    snprintf(job_id, sizeof(job_id), "%" PRId64 ".0", out->run_id);
+    memset(&job, 0, sizeof(job));
+    job.job_id = job_id;
+    job.run_id = out->run_id;
+    job.suite = req->suite;
+    job.ns = suite.ns;
+    job.params = req->params;
+    job.n_params = req->n_params;
+    job.run_filter = req->run_filter;
+    job.skip_filter = req->skip_filter;
+    job.max_attempts = req->max_attempts;
+    job.timeout_ms = timeout_ms;
+    job.test_timeout_ms = req->test_timeout_ms;
+    job.created_unix_ms = now_ms;
+    job.count = req->count;
+    job.shard = 0;
+    job.shards = 1;
+    job.not_after_unix_ms = now_ms + req->queue_timeout_ms;
+    wire_job_encode(&job, &payload);
+    subjects_job(req->pool, suite.ns, req->suite, subject, sizeof(subject));
+    hex = hex_of(payload.data, payload.len);
+    fmt_i64(num[5], 24, out->run_id);
+    p[0] = job_id;
+    p[1] = num[5];
+    p[2] = subject;
+    p[3] = hex;
+    rc = db_exec(d,
+                 "INSERT INTO jobs (id, run_id, shard, subject, payload) "
+                 "VALUES ($1, $2::bigint, 0, $3, decode($4, 'hex'))",
+                 4, p, NULL);
+    if (rc == ST_OK) {
+        rc = db_commit(d);
+    } else {
+        db_rollback(d);
+    }
+    if (rc != ST_OK) {
+        reply_db_error(out, rc);
+        goto done;
+    }
+    /* Stored: from here on the run cannot be lost. */
+    publish_job(d, bus, job_id, now_ms, subject, &payload);
+    rc = run_json(d, out->run_id, &out->body);
+    if (rc != ST_OK) {
+        reply_db_error(out, rc);
+        goto done;
+    }
+    out->status = 201;
+    out->created = true;
+    snprintf(out->ns, sizeof(out->ns), "%s", suite.ns);
+    snprintf(out->suite, sizeof(out->suite), "%s", req->suite);
+    snprintf(out->location, sizeof(out->location), "/api/v1/runs/%" PRId64,
+             out->run_id);
+done:
+    db_res_free(res);
+    json_decref(suite.tests);
+    buf_cleanup(&payload);
+    free(params);
+    free(config);
+    free(hex);
+}
+
+/* ---- Reading runs ------------------------------------------------------- */
+
+static bool one_of(const char *v, const char *const *set)
+{
+    for (; *set; set++) {
+        if (strcmp(v, *set) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void store_list_runs(struct db *d, const struct store_list_query *q,
+                     struct store_reply *out)
+{
+    static const char *const states[] = {"queued",    "running",   "finished",
+                                         "cancelled", "timed_out", NULL};
+    static const char *const results[] = {"passed", "failed", "error", NULL};
+    char limit_text[24];
+    char cursor_text[24];
+    const char *p[8];
+    struct db_res *res = NULL;
+    struct buf body;
+    int64_t limit = STORE_DEFAULT_LIMIT;
+    int64_t cursor = 0;
+    int64_t ts;
+    size_t rows;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (q->limit && (!parse_id(q->limit, &limit) || limit > STORE_MAX_LIMIT)) {
+        reply_error(out, 400, "invalid_argument",
+                    "query \"limit\": want an integer from 1 to %d",
+                    STORE_MAX_LIMIT);
+        return;
+    }
+    if (q->cursor && !parse_id(q->cursor, &cursor)) {
+        reply_error(out, 400, "invalid_argument",
+                    "query \"cursor\": not a cursor this API gave");
+        return;
+    }
+    if (q->state && !one_of(q->state, states)) {
+        reply_error(out, 400, "invalid_argument",
+                    "query \"state\": want queued, running, finished, "
+                    "cancelled or timed_out");
+        return;
+    }
+    if (q->result && !one_of(q->result, results)) {
+        reply_error(out, 400, "invalid_argument",
+                    "query \"result\": want passed, failed or error");
+        return;
+    }
+    if ((q->since && clock_parse_rfc3339(q->since, &ts) != ST_OK) ||
+        (q->until && clock_parse_rfc3339(q->until, &ts) != ST_OK)) {
+        reply_error(out, 400, "invalid_argument",
+                    "queries \"since\" and \"until\": want RFC 3339 times, "
+                    "e.g. 2026-11-23T10:00:00Z");
+        return;
+    }
+    fmt_i64(limit_text, sizeof(limit_text), limit + 1);
+    fmt_i64(cursor_text, sizeof(cursor_text), cursor);
+    p[0] = q->suite;
+    p[1] = q->ns;
+    p[2] = q->state;
+    p[3] = q->result;
+    p[4] = q->since;
+    p[5] = q->until;
+    p[6] = cursor ? cursor_text : NULL;
+    p[7] = limit_text;
+    rc = db_exec(d,
+                 "SELECT id, handoff_run_json(r)::text FROM runs r WHERE "
+                 "($1::text IS NULL OR suite = $1) AND "
+                 "($2::text IS NULL OR namespace = $2) AND "
+                 "($3::text IS NULL OR state = $3) AND "
+                 "($4::text IS NULL OR result = $4) AND "
+                 "($5::timestamptz IS NULL OR created_at >= $5) AND "
+                 "($6::timestamptz IS NULL OR created_at < $6) AND "
+                 "($7::bigint IS NULL OR id < $7) "
+                 "ORDER BY id DESC LIMIT $8::int",
+                 8, p, &res);
+    if (rc != ST_OK) {
+        db_res_free(res);
+        reply_db_error(out, rc);
+        return;
+    }
+    rows = db_res_rows(res);
+    buf_init(&body, 0);
+    buf_adds(&body, "{\"runs\":[");
+    for (size_t i = 0; i < rows && (int64_t)i < limit; i++) {
+        buf_addf(&body, "%s%s", i ? "," : "", db_res_get(res, i, 1));
+    }
+    buf_adds(&body, "]");
+    if ((int64_t)rows > limit) {
+        buf_addf(&body, ",\"next_cursor\":\"%s\"",
+                 db_res_get(res, (size_t)limit - 1, 0));
+    }
+    buf_adds(&body, "}");
+    db_res_free(res);
+    out->status = 200;
+    out->body = buf_detach(&body);
+}
+
+void store_get_run(struct db *d, const char *id, struct store_reply *out)
+{
+    int64_t run_id;
+    char idt[24];
+    const char *p[1] = {idt};
+    struct db_res *res = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!parse_id(id, &run_id)) {
+        reply_error(out, 404, "not_found",
+                    "no run \"%.64s\" (run ids are "
+                    "positive integers)",
+                    id);
+        return;
+    }
+    fmt_i64(idt, sizeof(idt), run_id);
+    rc = db_exec(d, "SELECT handoff_run_detail_json($1::bigint)::text", 1, p,
+                 &res);
+    if (rc != ST_OK) {
+        reply_db_error(out, rc);
+    } else if (db_res_rows(res) != 1 || db_res_is_null(res, 0, 0)) {
+        reply_error(out, 404, "not_found", "no run %" PRId64, run_id);
+    } else {
+        out->status = 200;
+        out->body = mem_strdup(db_res_get(res, 0, 0));
+        out->run_id = run_id;
+    }
+    db_res_free(res);
+}
+
+void store_get_test(struct db *d, const char *id, const char *name,
+                    struct store_reply *out)
+{
+    int64_t run_id;
+    char idt[24];
+    const char *p[2] = {idt, name};
+    struct db_res *res = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!parse_id(id, &run_id)) {
+        reply_error(out, 404, "not_found", "no run \"%.64s\"", id);
+        return;
+    }
+    fmt_i64(idt, sizeof(idt), run_id);
+    rc = db_exec(d,
+                 "SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1::bigint), "
+                 "EXISTS (SELECT 1 FROM test_results WHERE run_id = "
+                 "$1::bigint AND name = $2), "
+                 "handoff_test_json($1::bigint, $2)::text",
+                 2, p, &res);
+    if (rc != ST_OK) {
+        reply_db_error(out, rc);
+    } else if (strcmp(db_res_get(res, 0, 0), "t") != 0) {
+        reply_error(out, 404, "not_found", "no run %" PRId64, run_id);
+    } else if (strcmp(db_res_get(res, 0, 1), "t") != 0) {
+        reply_error(out, 404, "not_found",
+                    "run %" PRId64 " has no result for test \"%.200s\" (yet)",
+                    run_id, name);
+    } else {
+        out->status = 200;
+        out->body = mem_strdup(db_res_get(res, 0, 2));
+        out->run_id = run_id;
+    }
+    db_res_free(res);
+}
+
+/* ---- Cancelling --------------------------------------------------------- */
+
+static void broadcast_cancel(struct bus *bus, int64_t run_id,
+                             const char *reason)
+{
+    struct wire_cancel c = {.run_id = run_id, .reason = (char *)reason};
+    struct buf b;
+
+    buf_init(&b, 0);
+    wire_cancel_encode(&c, &b);
+    (void)bus_publish(bus, SUBJECTS_CANCEL, b.data, b.len);
+    buf_cleanup(&b);
+}
+
+static int parse_cancel_body(const char *body, size_t len, char *reason,
+                             size_t reason_len, struct store_reply *out)
+{
+    json_error_t jerr;
+    json_t *o;
+    const char *key;
+    json_t *v;
+
+    snprintf(reason, reason_len, "cancelled");
+    if (!body || len == 0) {
+        return ST_OK;
+    }
+    o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!o || !json_is_object(o)) {
+        json_decref(o);
+        reply_error(out, 400, "malformed_json",
+                    "the body must be a JSON object (or empty)");
+        return ST_INVALID;
+    }
+    json_object_foreach(o, key, v)
+    {
+        if (strcmp(key, "reason") != 0) {
+            reply_error(out, 400, "unknown_field", "unknown field \"%.100s\"",
+                        key);
+            json_decref(o);
+            return ST_INVALID;
+        }
+        if (!json_is_string(v) || json_string_length(v) > 1024) {
+            reply_error(out, 400, "invalid_argument",
+                        "field \"reason\": want a string of at most 1024 "
+                        "bytes");
+            json_decref(o);
+            return ST_INVALID;
+        }
+        snprintf(reason, reason_len, "cancelled: %s", json_string_value(v));
+    }
+    json_decref(o);
+    return ST_OK;
+}
+
+void store_cancel_run(struct db *d, struct bus *bus, const char *id,
+                      const char *body, size_t len, struct store_reply *out)
+{
+    int64_t run_id;
+    char idt[24];
+    char reason[1100];
+    const char *p[2] = {idt, reason};
+    struct db_res *res = NULL;
+    const char *state;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!parse_id(id, &run_id)) {
+        reply_error(out, 404, "not_found", "no run \"%.64s\"", id);
+        return;
+    }
+    if (parse_cancel_body(body, len, reason, sizeof(reason), out) != ST_OK) {
+        return;
+    }
+    fmt_i64(idt, sizeof(idt), run_id);
+    rc = db_begin(d);
+    if (rc == ST_OK) {
+        rc = db_exec(d,
+                     "SELECT state, namespace, suite FROM runs WHERE id = "
+                     "$1::bigint FOR UPDATE",
+                     1, p, &res);
+    }
+    if (rc != ST_OK) {
+        db_rollback(d);
+        reply_db_error(out, rc);
+        goto done;
+    }
+    if (db_res_rows(res) == 0) {
+        db_rollback(d);
+        reply_error(out, 404, "not_found", "no run %" PRId64, run_id);
+        goto done;
+    }
+    state = db_res_get(res, 0, 0);
+    snprintf(out->ns, sizeof(out->ns), "%s", db_res_get(res, 0, 1));
+    snprintf(out->suite, sizeof(out->suite), "%s", db_res_get(res, 0, 2));
+    if (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0) {
+        db_rollback(d);
+        reply_error(out, 409, "conflict",
+                    "run %" PRId64 " has already ended (%s)", run_id, state);
+        goto done;
+    }
+    if (strcmp(state, "queued") == 0) {
+        /* Not started: it ends now; a worker that gets the job later drops
+         * it (it saw the cancel) or its result is kept as an attempt. */
+        rc = db_exec(d,
+                     "UPDATE runs SET state = 'cancelled', result = 'error', "
+                     "reason = $2, cancel_reason = $2, finished_at = now(), "
+                     "cancel_requested_at = now() WHERE id = $1::bigint",
+                     2, p, NULL);
+    } else {
+        rc = db_exec(d,
+                     "UPDATE runs SET cancel_requested_at = now(), "
+                     "cancel_reason = $2 WHERE id = $1::bigint",
+                     2, p, NULL);
+    }
+    if (rc == ST_OK) {
+        rc = db_commit(d);
+    } else {
+        db_rollback(d);
+    }
+    if (rc != ST_OK) {
+        reply_db_error(out, rc);
+        goto done;
+    }
+    broadcast_cancel(bus, run_id, reason);
+    out->run_id = run_id;
+    rc = run_json(d, run_id, &out->body);
+    if (rc != ST_OK) {
+        reply_db_error(out, rc);
+        goto done;
+    }
+    out->status = 202;
+done:
+    db_res_free(res);
+}
+
+/* ---- Catalog ------------------------------------------------------------ */
+
+static void single_json(struct db *d, const char *sql, struct store_reply *out)
+{
+    struct db_res *res = NULL;
+    int rc = db_exec(d, sql, 0, NULL, &res);
+
+    memset(out, 0, sizeof(*out));
+    if (rc != ST_OK) {
+        reply_db_error(out, rc);
+    } else {
+        out->status = 200;
+        out->body = mem_strdup(db_res_get(res, 0, 0));
+    }
+    db_res_free(res);
+}
+
+void store_list_suites(struct db *d, struct store_reply *out)
+{
+    single_json(
+        d,
+        "SELECT jsonb_build_object('suites', coalesce(jsonb_agg("
+        "jsonb_build_object('name', s.name, 'namespace', s.namespace, "
+        "'description', s.description, 'max_attempts', s.max_attempts, "
+        "'test_timeout_ms', s.test_timeout_ms, 'timeout_ms', s.timeout_ms, "
+        "'tests', s.tests, 'last_seen', handoff_ts(s.last_seen), "
+        "'workers', (SELECT coalesce(jsonb_agg(w.id ORDER BY w.id), "
+        "'[]'::jsonb) FROM workers w WHERE w.last_seen > now() - "
+        "interval '10 seconds' AND w.suites ? (s.namespace || '/' || "
+        "s.name))) ORDER BY s.namespace, s.name), '[]'::jsonb))::text "
+        "FROM suites s",
+        out);
+}
+
+void store_list_workers(struct db *d, struct store_reply *out)
+{
+    single_json(
+        d,
+        "SELECT jsonb_build_object('workers', coalesce(jsonb_agg("
+        "jsonb_build_object('id', w.id, 'host', w.host, 'pool', w.pool, "
+        "'labels', w.labels, 'slots', w.slots, 'free_slots', w.free_slots, "
+        "'draining', w.draining, 'version', w.version, 'suites', w.suites, "
+        "'running_runs', w.running_runs, 'started_at', "
+        "handoff_ts(w.started_at), 'last_seen', handoff_ts(w.last_seen), "
+        "'alive', w.last_seen > now() - interval '10 seconds') "
+        "ORDER BY w.id), '[]'::jsonb))::text FROM workers w "
+        "WHERE w.last_seen > now() - interval '1 day'",
+        out);
+}
+
+int store_run_state(struct db *d, int64_t run_id, char *state, size_t state_len,
+                    char *result, size_t result_len, char *reason,
+                    size_t reason_len)
+{
+    char idt[24];
+    const char *p[1] = {idt};
+    struct db_res *res = NULL;
+    int rc;
+
+    fmt_i64(idt, sizeof(idt), run_id);
+    rc = db_exec(d,
+                 "SELECT state, coalesce(result, ''), coalesce(reason, '') "
+                 "FROM runs WHERE id = $1::bigint",
+                 1, p, &res);
+    if (rc == ST_OK && db_res_rows(res) == 0) {
+        rc = ST_NOT_FOUND;
+    }
+    if (rc == ST_OK) {
+        snprintf(state, state_len, "%s", db_res_get(res, 0, 0));
+        snprintf(result, result_len, "%s", db_res_get(res, 0, 1));
+        snprintf(reason, reason_len, "%s", db_res_get(res, 0, 2));
+    }
+    db_res_free(res);
+    return rc;
+}
+
+/* ---- Background tasks --------------------------------------------------- */
+
+int store_publish_outbox(struct db *d, struct bus *bus, int *published)
+{
+    struct db_res *res = NULL;
+    int rc;
+
+    *published = 0;
+    if (!bus_is_connected(bus)) {
+        return ST_UPSTREAM;
+    }
+    rc = db_begin(d);
+    if (rc == ST_OK) {
+        /* SKIP LOCKED: replicas share the work instead of repeating it
+         * (a repeat would be harmless: Nats-Msg-Id de-duplicates). */
+        rc = db_exec(d,
+                     "SELECT j.id, j.subject, encode(j.payload, 'hex') "
+                     "FROM jobs j JOIN runs r ON r.id = j.run_id "
+                     "WHERE j.published_at IS NULL AND r.state = 'queued' "
+                     "ORDER BY j.created_at LIMIT 200 "
+                     "FOR UPDATE OF j SKIP LOCKED",
+                     0, NULL, &res);
+    }
+    for (size_t i = 0; rc == ST_OK && i < db_res_rows(res); i++) {
+        const char *hex = db_res_get(res, i, 2);
+        size_t n = strlen(hex) / 2;
+        char *data = mem_alloc(n + 1);
+        const char *p[1] = {db_res_get(res, i, 0)};
+        struct wire_job job;
+        char msg_id[96];
+
+        for (size_t k = 0; k < n; k++) {
+            unsigned int byte;
+
+            if (sscanf(hex + 2 * k, "%2x", &byte) != 1) {
+                byte = 0;
+            }
+            data[k] = (char)byte;
+        }
+        /* The id the first attempt used: it carries the job's creation
+         * time, which the stored payload holds. */
+        if (wire_job_decode(data, n, &job) != ST_OK) {
+            log_error("store: job %s has an unreadable payload; skipped", p[0]);
+            free(data);
+            continue;
+        }
+        subjects_msg_id(p[0], job.created_unix_ms, 0, NULL, msg_id,
+                        sizeof(msg_id));
+        wire_job_cleanup(&job);
+        if (bus_js_publish(bus, db_res_get(res, i, 1), data, n, msg_id, 2000) ==
+            ST_OK) {
+            rc =
+                db_exec(d, "UPDATE jobs SET published_at = now() WHERE id = $1",
+                        1, p, NULL);
+            (*published)++;
+        }
+        free(data);
+    }
+    if (rc == ST_OK) {
+        rc = db_commit(d);
+    } else {
+        db_rollback(d);
+    }
+    db_res_free(res);
+    return rc;
+}
+
+int store_sweep(struct db *d, struct bus *bus,
+                void (*ended)(void *arg, int64_t run_id, const char *ns,
+                              const char *suite, const char *state,
+                              const char *result),
+                void *arg)
+{
+    struct db_res *res = NULL;
+    int rc;
+
+    /* Runs no worker took in their queue time, and runs whose latest job
+     * attempt started longer ago than their timeout plus two minutes
+     * (the worker is gone and no other took the job). One statement each:
+     * replicas may sweep at once, each run ends once. */
+    rc = db_exec(
+        d,
+        "UPDATE runs SET state = 'timed_out', result = 'error', "
+        "finished_at = now(), reason = CASE WHEN state = 'queued' THEN "
+        "'no worker started it within ' || (queue_timeout_ms / 1000) || "
+        "' s (is a worker with this suite running in pool ' || pool || "
+        "'?)' ELSE 'it did not finish within its timeout of ' || "
+        "(timeout_ms / 1000) || ' s plus 120 s (its worker was lost?)' END "
+        "WHERE (state = 'queued' AND created_at + queue_timeout_ms * "
+        "interval '1 millisecond' < now()) OR (state = 'running' AND "
+        "coalesce(last_started_at, started_at) + (timeout_ms + 120000) * "
+        "interval '1 millisecond' < now()) "
+        "RETURNING id, namespace, suite, state, result",
+        0, NULL, &res);
+    for (size_t i = 0; rc == ST_OK && i < db_res_rows(res); i++) {
+        int64_t id;
+
+        if (db_res_int64(res, i, 0, &id) != ST_OK) {
+            continue;
+        }
+        log_info("sweeper: run %" PRId64 " timed out", id);
+        broadcast_cancel(bus, id, "the run timed out");
+        if (ended) {
+            ended(arg, id, db_res_get(res, i, 1), db_res_get(res, i, 2),
+                  db_res_get(res, i, 3), db_res_get(res, i, 4));
+        }
+    }
+    db_res_free(res);
+    return rc;
+}
+
+int store_worker_seen(struct db *d, const struct wire_worker *w,
+                      bool suites_changed, bool bye)
+{
+    json_t *labels = json_object();
+    json_t *suites = json_array();
+    json_t *runs = json_array();
+    char *labels_text;
+    char *suites_text;
+    char *runs_text;
+    char slots[24];
+    char free_slots[24];
+    char started[CLOCK_RFC3339_LEN];
+    const char *p[11];
+    int rc;
+
+    for (size_t i = 0; i < w->n_labels; i++) {
+        json_object_set_new(labels, w->labels[i].key,
+                            json_string(w->labels[i].value));
+    }
+    for (size_t i = 0; i < w->n_suites; i++) {
+        char name[320];
+
+        snprintf(name, sizeof(name), "%s/%s", w->suites[i].ns,
+                 w->suites[i].name);
+        json_array_append_new(suites, json_string(name));
+    }
+    for (size_t i = 0; i < w->n_running_runs; i++) {
+        json_array_append_new(runs, json_integer(w->running_runs[i]));
+    }
+    labels_text = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
+    suites_text = json_dumps(suites, JSON_COMPACT);
+    runs_text = json_dumps(runs, JSON_COMPACT);
+    fmt_i64(slots, sizeof(slots), w->slots);
+    fmt_i64(free_slots, sizeof(free_slots), w->free_slots);
+    p[0] = w->worker_id;
+    p[1] = w->host;
+    p[2] = w->pool;
+    p[3] = labels_text;
+    p[4] = slots;
+    p[5] = free_slots;
+    p[6] = (w->draining || bye) ? "true" : "false";
+    p[7] = w->version;
+    p[8] = suites_text;
+    p[9] = runs_text;
+    p[10] = w->started_unix_ms > 0
+                ? clock_format_rfc3339(w->started_unix_ms * CLOCK_NS_PER_MS,
+                                       CLOCK_UTC, 0, started)
+                : NULL;
+    /* A worker saying bye is marked seen long ago: it is gone now. */
+    rc =
+        db_exec(d,
+                "INSERT INTO workers (id, host, pool, labels, slots, "
+                "free_slots, draining, version, suites, running_runs, "
+                "started_at, last_seen) VALUES ($1, $2, $3, $4::jsonb, "
+                "$5::int, $6::int, $7::bool, $8, $9::jsonb, $10::jsonb, "
+                "$11::timestamptz, CASE WHEN $7::bool AND $12::bool THEN "
+                "now() - interval '1 hour' ELSE now() END) "
+                "ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, "
+                "pool = EXCLUDED.pool, labels = EXCLUDED.labels, slots = "
+                "EXCLUDED.slots, free_slots = EXCLUDED.free_slots, "
+                "draining = EXCLUDED.draining, version = EXCLUDED.version, "
+                "suites = EXCLUDED.suites, running_runs = "
+                "EXCLUDED.running_runs, started_at = EXCLUDED.started_at, "
+                "last_seen = EXCLUDED.last_seen",
+                12,
+                (const char *[]){p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+                                 p[8], p[9], p[10], bye ? "true" : "false"},
+                NULL);
+    for (size_t i = 0; rc == ST_OK && suites_changed && i < w->n_suites; i++) {
+        const struct wire_suite_info *si = &w->suites[i];
+        json_t *tests = json_array();
+        char *tests_text;
+        char ma[24];
+        char tt[24];
+        char to[24];
+
+        for (size_t k = 0; k < si->n_tests; k++) {
+            json_array_append_new(
+                tests,
+                json_pack("{s:s, s:i, s:I}", "name", si->tests[k].name,
+                          "max_attempts", si->tests[k].max_attempts,
+                          "timeout_ms", (json_int_t)si->tests[k].timeout_ms));
+        }
+        tests_text = json_dumps(tests, JSON_COMPACT);
+        fmt_i64(ma, sizeof(ma), si->max_attempts);
+        fmt_i64(tt, sizeof(tt), si->test_timeout_ms);
+        fmt_i64(to, sizeof(to), si->timeout_ms);
+        rc = db_exec(d,
+                     "INSERT INTO suites (namespace, name, description, "
+                     "max_attempts, test_timeout_ms, timeout_ms, tests, "
+                     "updated_at, last_seen) VALUES ($1, $2, $3, $4::int, "
+                     "$5::bigint, $6::bigint, $7::jsonb, now(), now()) "
+                     "ON CONFLICT (namespace, name) DO UPDATE SET "
+                     "description = EXCLUDED.description, max_attempts = "
+                     "EXCLUDED.max_attempts, test_timeout_ms = "
+                     "EXCLUDED.test_timeout_ms, timeout_ms = "
+                     "EXCLUDED.timeout_ms, tests = EXCLUDED.tests, "
+                     "updated_at = CASE WHEN suites.tests IS DISTINCT FROM "
+                     "EXCLUDED.tests THEN now() ELSE suites.updated_at END, "
+                     "last_seen = now()",
+                     7,
+                     (const char *[]){si->ns, si->name, si->description, ma, tt,
+                                      to, tests_text},
+                     NULL);
+        free(tests_text);
+        json_decref(tests);
+    }
+    free(labels_text);
+    free(suites_text);
+    free(runs_text);
+    json_decref(labels);
+    json_decref(suites);
+    json_decref(runs);
+    return rc;
+}
+
+/* Appends every row of res as tab-separated fields, one line each. */
+static void add_lines(struct buf *b, const struct db_res *res)
+{
+    for (size_t i = 0; i < db_res_rows(res); i++) {
+        for (size_t c = 0; c < db_res_cols(res); c++) {
+            buf_addf(b, "%s%s", c ? "\t" : "",
+                     db_res_is_null(res, i, c) ? "0" : db_res_get(res, i, c));
+        }
+        buf_addc(b, '\n');
+    }
+}
+
+int store_gauges(struct db *d, char **running, char **pools,
+                 int64_t *outbox_jobs)
+{
+    struct db_res *res = NULL;
+    struct buf run_lines;
+    struct buf pool_lines;
+    int rc;
+
+    buf_init(&run_lines, 0);
+    buf_init(&pool_lines, 0);
+    rc = db_exec(d,
+                 "SELECT namespace, suite, count(*) FROM runs WHERE "
+                 "state = 'running' GROUP BY 1, 2",
+                 0, NULL, &res);
+    if (rc == ST_OK) {
+        add_lines(&run_lines, res);
+    }
+    db_res_free(res);
+    res = NULL;
+    if (rc == ST_OK) {
+        /* Every pool with live workers or waiting jobs. */
+        rc = db_exec(
+            d,
+            "WITH q AS (SELECT r.pool, count(*) AS n FROM jobs j JOIN runs r "
+            "ON r.id = j.run_id WHERE j.state = 'queued' AND r.state = "
+            "'queued' AND j.published_at IS NOT NULL GROUP BY 1), "
+            "w AS (SELECT pool, count(*) AS n, sum(slots) AS slots, "
+            "sum(free_slots) AS free FROM workers WHERE last_seen > now() - "
+            "interval '10 seconds' GROUP BY 1) "
+            "SELECT coalesce(q.pool, w.pool), coalesce(q.n, 0), "
+            "coalesce(w.n, 0), coalesce(w.slots, 0), coalesce(w.free, 0) "
+            "FROM q FULL JOIN w ON w.pool = q.pool",
+            0, NULL, &res);
+        if (rc == ST_OK) {
+            add_lines(&pool_lines, res);
+        }
+        db_res_free(res);
+        res = NULL;
+    }
+    if (rc == ST_OK) {
+        rc = db_exec(d,
+                     "SELECT count(*) FROM jobs j JOIN runs r ON r.id = "
+                     "j.run_id WHERE j.published_at IS NULL AND r.state = "
+                     "'queued'",
+                     0, NULL, &res);
+        if (rc == ST_OK && db_res_int64(res, 0, 0, outbox_jobs) != ST_OK) {
+            rc = ST_INTERNAL;
+        }
+        db_res_free(res);
+    }
+    if (rc != ST_OK) {
+        buf_cleanup(&run_lines);
+        buf_cleanup(&pool_lines);
+        return rc;
+    }
+    *running = buf_detach(&run_lines);
+    *pools = buf_detach(&pool_lines);
+    return ST_OK;
+}

@@ -1,0 +1,108 @@
+/* store: what the API and the background tasks do in PostgreSQL. Each
+ * function runs on a database thread (dbpool) with its connection and
+ * produces an HTTP answer: a status, and a JSON body (built mostly by the
+ * database itself, see controller/sql/api.sql) or an error code and
+ * message. Nothing here touches the loop. */
+#ifndef HANDOFF_STORE_H
+#define HANDOFF_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runreq.h"
+#include "status.h"
+
+struct bus;
+struct db;
+
+/* An HTTP answer made on a database thread. */
+struct store_reply {
+    int status;             /* HTTP status */
+    char *body;             /* JSON text (success), or NULL */
+    const char *error_code; /* when status >= 400 */
+    char error_message[600];
+    char location[64]; /* Location header for 201, or "" */
+    int64_t run_id;    /* the run created or touched, or 0 */
+    char ns[160];      /* its namespace and suite, for metrics */
+    char suite[160];
+    bool created; /* a new run (not an idempotent repeat) */
+    bool ended;   /* the run ended by this request */
+};
+
+void store_reply_cleanup(struct store_reply *r);
+
+/* POST /api/v1/runs: validates req against the catalog, stores the run and
+ * its job in one transaction, then publishes the job (a failed publish
+ * leaves it for store_publish_outbox). idempotency_key may be NULL. */
+void store_create_run(struct db *d, struct bus *bus,
+                      const struct run_request *req,
+                      const char *idempotency_key, struct store_reply *out);
+
+/* GET /api/v1/runs: filters as given by the query string (NULL: absent);
+ * the values are checked here. */
+struct store_list_query {
+    const char *suite;
+    const char *ns;
+    const char *state;
+    const char *result;
+    const char *since;
+    const char *until;
+    const char *limit;
+    const char *cursor;
+};
+
+void store_list_runs(struct db *d, const struct store_list_query *q,
+                     struct store_reply *out);
+
+/* GET /api/v1/runs/{id} and /api/v1/runs/{id}/tests/{name}. id is the
+ * path text (checked here). */
+void store_get_run(struct db *d, const char *id, struct store_reply *out);
+void store_get_test(struct db *d, const char *id, const char *name,
+                    struct store_reply *out);
+
+/* POST /api/v1/runs/{id}/cancel with an optional JSON body. Publishes the
+ * cancel for workers. */
+void store_cancel_run(struct db *d, struct bus *bus, const char *id,
+                      const char *body, size_t len, struct store_reply *out);
+
+/* GET /api/v1/suites and /api/v1/workers. */
+void store_list_suites(struct db *d, struct store_reply *out);
+void store_list_workers(struct db *d, struct store_reply *out);
+
+/* The state of a run for the live stream: fills state and result (empty
+ * result while running). Returns 0, ST_NOT_FOUND or an error status. */
+MUST_CHECK int store_run_state(struct db *d, int64_t run_id, char *state,
+                               size_t state_len, char *result,
+                               size_t result_len, char *reason,
+                               size_t reason_len);
+
+/* Background tasks. Each returns 0 or an error status. */
+
+/* Publishes jobs stored but not yet on NATS (their runs still queued). */
+MUST_CHECK int store_publish_outbox(struct db *d, struct bus *bus,
+                                    int *published);
+
+/* Times out runs that waited in the queue or ran too long; publishes a
+ * cancel for each so no worker keeps running it. For every run it ends,
+ * calls ended(arg, run_id, ns, suite, state, result) on this thread. */
+MUST_CHECK int store_sweep(struct db *d, struct bus *bus,
+                           void (*ended)(void *arg, int64_t run_id,
+                                         const char *ns, const char *suite,
+                                         const char *state, const char *result),
+                           void *arg);
+
+/* Records a worker's heartbeat: the workers row, and its suites in the
+ * catalog when suites_changed. */
+struct wire_worker;
+MUST_CHECK int store_worker_seen(struct db *d, const struct wire_worker *w,
+                                 bool suites_changed, bool bye);
+
+/* Counts for gauges, as tab-separated lines (caller frees each):
+ * running: "namespace\tsuite\truns" for runs running;
+ * pools: "pool\tqueued_jobs\tworkers_alive\tslots\tfree_slots";
+ * and the jobs stored but not yet published. */
+MUST_CHECK int store_gauges(struct db *d, char **running, char **pools,
+                            int64_t *outbox_jobs);
+
+#endif
