@@ -75,6 +75,16 @@ pc_libdir=$(pkg-config --variable=libdir handoff)
         "relocatable (prefix=\${pcfiledir}/../..) or generate it at" \
         "install time"
 
+# A library built with sanitizers needs them in the program that loads it
+# (the ASan runtime must come first): a user's build would add them too.
+sanitize=$(sed -n 's/^HANDOFF_SANITIZE:[A-Z]*=//p' "$build/CMakeCache.txt" \
+    2>/dev/null || true)
+if [[ -n $sanitize ]]; then
+    export CFLAGS="-O1 -g -fsanitize=$sanitize -fno-omit-frame-pointer"
+    export LDFLAGS="-fsanitize=$sanitize"
+    echo "install_test: the build uses -fsanitize=$sanitize; so does my-worker"
+fi
+
 # Build in a copy: make writes its objects next to the sources.
 cp -R "$src/worker/examples/out-of-tree" "$tmp/src"
 

@@ -1758,7 +1758,12 @@ static void test_usage_errors_exit_2_naming_what_is_known(void **state)
         {{"runs", "--since", "last week", NULL},
          "--since \"last week\": want an RFC 3339 time"},
         {{"run", "selftest", "--wait", NULL}, "HANDOFF_TOKEN holds"},
-        {{NULL}, "usage: handoffctl <command>"},
+        {{NULL}, "usage: handoffctl [--url URL] <command>"},
+        /* --url before the command is the command's --url. */
+        {{"--url", "ftp://x", "runs", NULL},
+         "is not an http:// or https:// URL"},
+        {{"--url=ftp://x", "suites", NULL},
+         "is not an http:// or https:// URL"},
     };
 
     (void)state;
