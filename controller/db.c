@@ -27,6 +27,18 @@
 /* db_transact's pause before a retry: random, up to this many ms per try
  * already made, so two transactions that deadlocked do not meet again. */
 #define DB_RETRY_PAUSE_MS 20
+/* Statements prepared per connection at most (the program has fewer than
+ * this many distinct statements; the rest would run unprepared). */
+#define DB_PREP_MAX 256
+/* A connection on which prepared statements went missing this often (a
+ * pooler in transaction mode between us and PostgreSQL) stops preparing. */
+#define DB_PREP_MAX_LOSSES 3
+
+/* A statement prepared on the current session, named "hf<gen>_<index>". */
+struct prep {
+    char *sql;
+    uint64_t hash;
+};
 
 struct db {
     PGconn *conn;     /* NULL until the first connection attempt */
@@ -36,6 +48,16 @@ struct db {
     struct buf copy;  /* COPY rows not sent yet */
     char copy_label[DB_LOG_SQL_MAX + 8];
     char sqlstate[6]; /* of the last failure, or "" */
+    /* Statements prepared on this session: db_exec runs each distinct
+     * statement text as a named prepared statement, so PostgreSQL parses
+     * and plans it once per connection, not once per call (measured: the
+     * server's CPU per run created and stored is the controller's limit
+     * under load). Cleared with every new session. */
+    struct prep *preps;
+    size_t n_preps;
+    unsigned prep_gen; /* part of the names; bumped when preps is reset */
+    int prep_losses;   /* times prepared statements went missing */
+    bool prep_off;     /* too many losses: run everything unprepared */
 };
 
 struct db_res {
@@ -328,8 +350,20 @@ int db_new(const char *dsn, struct db **out)
     return ST_OK;
 }
 
+/* Forgets the prepared statements (the session that held them is gone or
+ * no longer holds them); new names keep clear of any that remain. */
+static void preps_forget(struct db *d)
+{
+    for (size_t i = 0; i < d->n_preps; i++) {
+        free(d->preps[i].sql);
+    }
+    d->n_preps = 0;
+    d->prep_gen++;
+}
+
 int db_reset(struct db *d)
 {
+    preps_forget(d);
     if (d->in_copy) {
         d->in_copy = false;
         buf_reset(&d->copy);
@@ -386,6 +420,8 @@ void db_free(struct db *d)
         PQfinish(d->conn);
     }
     buf_cleanup(&d->copy);
+    preps_forget(d);
+    free(d->preps);
     free(d->dsn);
     free(d);
 }
@@ -425,6 +461,82 @@ const char *db_last_sqlstate(const struct db *d)
 
 /* ---- Statements -------------------------------------------------------- */
 
+static uint64_t hash_sql(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+    while (*s) {
+        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+    }
+    return h;
+}
+
+/* The failure that says a prepared statement is not (or no longer)
+ * usable: 26000, it does not exist (a pooler gave us another session);
+ * 0A000, "cached plan must not change result type" (a table changed
+ * under it, e.g. a newer replica migrated). */
+static bool is_prep_lost(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    return state &&
+           (strcmp(state, "26000") == 0 || strcmp(state, "0A000") == 0);
+}
+
+/* Runs sql as this session's prepared statement, preparing it first if
+ * it is new; unprepared when the cache is full or off. */
+static PGresult *exec_prepared(struct db *d, const char *sql, int nparams,
+                               const char *const *values)
+{
+    uint64_t h = hash_sql(sql);
+    char name[32];
+    size_t i = 0;
+    PGresult *res;
+
+    if (d->prep_off) {
+        return PQexecParams(d->conn, sql, nparams, NULL, values, NULL, NULL, 0);
+    }
+    while (i < d->n_preps &&
+           (d->preps[i].hash != h || strcmp(d->preps[i].sql, sql) != 0)) {
+        i++;
+    }
+    if (i == d->n_preps && i == DB_PREP_MAX) {
+        return PQexecParams(d->conn, sql, nparams, NULL, values, NULL, NULL, 0);
+    }
+    snprintf(name, sizeof(name), "hf%u_%zu", d->prep_gen, i);
+    if (i == d->n_preps) {
+        res = PQprepare(d->conn, name, sql, nparams, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            return res; /* the statement's own error, reported as such */
+        }
+        PQclear(res);
+        if (!d->preps) {
+            d->preps = mem_calloc(DB_PREP_MAX, sizeof(*d->preps));
+        }
+        d->preps[i].sql = mem_strdup(sql);
+        d->preps[i].hash = h;
+        d->n_preps++;
+    }
+    res = PQexecPrepared(d->conn, name, nparams, values, NULL, NULL, 0);
+    if (is_prep_lost(res)) {
+        preps_forget(d);
+        if (++d->prep_losses >= DB_PREP_MAX_LOSSES) {
+            d->prep_off = true;
+            log_warn("db: prepared statements keep going missing (a "
+                     "connection pooler in transaction mode?); this "
+                     "connection runs statements unprepared from now on");
+        }
+        /* Outside a transaction nothing was done: run it again. Inside,
+         * the transaction failed and its owner retries or reports. */
+        if (PQtransactionStatus(d->conn) == PQTRANS_IDLE) {
+            PQclear(res);
+            res = PQexecParams(d->conn, sql, nparams, NULL, values, NULL, NULL,
+                               0);
+        }
+    }
+    return res;
+}
+
 int db_exec_ctx(struct db *d, const char *what, const char *sql, int nparams,
                 const char *const *values, struct db_res **out)
 {
@@ -440,7 +552,7 @@ int db_exec_ctx(struct db *d, const char *what, const char *sql, int nparams,
         log_error("db: %s: bad parameter list (%d parameters)", label, nparams);
         return ST_INVALID;
     }
-    res = PQexecParams(d->conn, sql, nparams, NULL, values, NULL, NULL, 0);
+    res = exec_prepared(d, sql, nparams, values);
     rc = check_result(d, res, label);
     if (rc == ST_OK && out) {
         struct db_res *r = mem_alloc(sizeof(*r));

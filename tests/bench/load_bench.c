@@ -749,7 +749,8 @@ int main(int argc, char **argv)
         cmd = argv[1];
         i = 2;
     }
-    for (; i < argc; i++) {
+    /* Flags take one value each: the loop steps over flag and value. */
+    while (i < argc) {
         const char *v = i + 1 < argc ? argv[i + 1] : "";
         int bad = 0;
 
@@ -774,7 +775,7 @@ int main(int argc, char **argv)
                     argv[0]);
             return 2;
         }
-        i++;
+        i += 2;
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

@@ -344,6 +344,45 @@ static void test_db_exec_script_runs_several_statements(void **state)
     exec_ok(conn, "DROP TABLE s1");
 }
 
+/* db_exec prepares each statement once per session: the server shows it
+ * in pg_prepared_statements, and the statement keeps working when the
+ * session loses it (DEALLOCATE, as a pooler would) or when its table
+ * changes shape under it (a migration by a newer replica). */
+static void test_db_exec_prepares_and_survives_lost_statements(void **state)
+{
+    const char *sel = "SELECT * FROM p1 WHERE x >= $1::int ORDER BY x";
+    const char *one[1] = {"2"};
+    struct db_res *res = NULL;
+
+    (void)state;
+    ensure_ok(conn);
+    exec_ok(conn, "CREATE TABLE p1 (x int)");
+    exec_ok(conn, "INSERT INTO p1 VALUES (1), (2), (3)");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(db_exec(conn, sel, 1, one, &res), ST_OK);
+        assert_int_equal(db_res_rows(res), 2);
+        db_res_free(res);
+    }
+    assert_int_equal(query_int(conn, "SELECT count(*) FROM "
+                                     "pg_prepared_statements WHERE statement "
+                                     "LIKE 'SELECT * FROM p1 %'"),
+                     1);
+    /* Gone from the session. */
+    assert_int_equal(db_exec_script(conn, "test", "DEALLOCATE ALL"), ST_OK);
+    assert_int_equal(db_exec(conn, sel, 1, one, &res), ST_OK);
+    assert_int_equal(db_res_rows(res), 2);
+    db_res_free(res);
+    /* Its result type changed. */
+    assert_int_equal(db_exec(conn, sel, 1, one, &res), ST_OK);
+    db_res_free(res);
+    exec_ok(conn, "ALTER TABLE p1 ADD COLUMN y text DEFAULT 'new'");
+    assert_int_equal(db_exec(conn, sel, 1, one, &res), ST_OK);
+    assert_int_equal(db_res_cols(res), 2);
+    assert_string_equal(db_res_get(res, 0, 1), "new");
+    db_res_free(res);
+    exec_ok(conn, "DROP TABLE p1");
+}
+
 /* ---- Transactions ------------------------------------------------------ */
 
 static void test_db_transactions_commit_and_roll_back(void **state)
@@ -1216,6 +1255,7 @@ int main(void)
         cmocka_unit_test(test_db_exec_passes_params_null_and_unicode),
         cmocka_unit_test(test_db_maps_errors_to_statuses),
         cmocka_unit_test(test_db_exec_script_runs_several_statements),
+        cmocka_unit_test(test_db_exec_prepares_and_survives_lost_statements),
         cmocka_unit_test(test_db_transactions_commit_and_roll_back),
         cmocka_unit_test(test_db_transact_retries_serialization_failures),
         cmocka_unit_test(test_db_copy_round_trips_nasty_strings),

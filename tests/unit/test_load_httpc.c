@@ -615,8 +615,9 @@ static void test_httpc_malformed_responses_are_parse_errors(void **state)
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
-        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        /* One response, two headers that disagree on the length. */
+        ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
     };
 
     (void)state;

@@ -228,7 +228,9 @@ int coro_new(void (*fn)(void *arg), void *arg, size_t stack_bytes,
         munmap(map, map_bytes);
         return ST_UPSTREAM;
     }
-    co = (struct coro *)(map + map_bytes - header);
+    /* header is a multiple of 64 and map page-aligned: the cast through
+     * void * states that the alignment is known. */
+    co = (struct coro *)(void *)(map + map_bytes - header);
     memset(co, 0, sizeof(*co));
     co->fn = fn;
     co->arg = arg;
