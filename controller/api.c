@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mem.h"
 #include "runreq.h"
+#include "schedules.h"
 #include "store.h"
 
 #define API_MAX_KEY 256
@@ -31,6 +32,11 @@ enum task_kind {
     TASK_CANCEL,
     TASK_SUITES,
     TASK_WORKERS,
+    TASK_SCHED_CREATE,
+    TASK_SCHED_LIST,
+    TASK_SCHED_GET,
+    TASK_SCHED_PATCH,
+    TASK_SCHED_DELETE,
 };
 
 /* One request waiting for the database. */
@@ -124,6 +130,21 @@ static void task_work(struct db *d, void *arg)
     case TASK_WORKERS:
         store_list_workers(d, &t->reply);
         break;
+    case TASK_SCHED_CREATE:
+        schedules_create(d, t->body, t->body_len, &t->reply);
+        break;
+    case TASK_SCHED_LIST:
+        schedules_list(d, &t->reply);
+        break;
+    case TASK_SCHED_GET:
+        schedules_get(d, t->name, &t->reply);
+        break;
+    case TASK_SCHED_PATCH:
+        schedules_patch(d, t->name, t->body, t->body_len, &t->reply);
+        break;
+    case TASK_SCHED_DELETE:
+        schedules_delete(d, t->name, &t->reply);
+        break;
     }
 }
 
@@ -172,6 +193,22 @@ static bool check_ready(struct api *a, struct httpd_req *req)
     return true;
 }
 
+static const char *task_method(enum task_kind kind)
+{
+    switch (kind) {
+    case TASK_CREATE:
+    case TASK_CANCEL:
+    case TASK_SCHED_CREATE:
+        return "POST";
+    case TASK_SCHED_PATCH:
+        return "PATCH";
+    case TASK_SCHED_DELETE:
+        return "DELETE";
+    default:
+        return "GET";
+    }
+}
+
 static struct task *task_new(struct api *a, struct httpd_req *req,
                              enum task_kind kind, const char *route)
 {
@@ -181,7 +218,7 @@ static struct task *task_new(struct api *a, struct httpd_req *req,
     t->req = req;
     t->kind = kind;
     t->route = route;
-    t->method = kind == TASK_CREATE || kind == TASK_CANCEL ? "POST" : "GET";
+    t->method = task_method(kind);
     t->t0 = clock_mono_ns();
     return t;
 }
@@ -349,6 +386,54 @@ static void on_workers(struct httpd_req *req, void *arg)
     }
 }
 
+/* Schedules: the body and name are checked on a database thread
+ * (schedules.c), which also reads zone files. */
+static void on_schedule(struct httpd_req *req, void *arg, enum task_kind kind,
+                        const char *route)
+{
+    struct api *a = arg;
+    struct task *t;
+    size_t len = 0;
+    const char *body;
+
+    if (!check_ready(a, req)) {
+        return;
+    }
+    t = task_new(a, req, kind, route);
+    t->name = dup_opt(httpd_req_param(req, "name"));
+    if (kind == TASK_SCHED_CREATE || kind == TASK_SCHED_PATCH) {
+        body = httpd_req_body(req, &len);
+        t->body = mem_strndup(body ? body : "", len);
+        t->body_len = len;
+    }
+    submit(t);
+}
+
+static void on_create_schedule(struct httpd_req *req, void *arg)
+{
+    on_schedule(req, arg, TASK_SCHED_CREATE, "/api/v1/schedules");
+}
+
+static void on_list_schedules(struct httpd_req *req, void *arg)
+{
+    on_schedule(req, arg, TASK_SCHED_LIST, "/api/v1/schedules");
+}
+
+static void on_get_schedule(struct httpd_req *req, void *arg)
+{
+    on_schedule(req, arg, TASK_SCHED_GET, "/api/v1/schedules/{name}");
+}
+
+static void on_patch_schedule(struct httpd_req *req, void *arg)
+{
+    on_schedule(req, arg, TASK_SCHED_PATCH, "/api/v1/schedules/{name}");
+}
+
+static void on_delete_schedule(struct httpd_req *req, void *arg)
+{
+    on_schedule(req, arg, TASK_SCHED_DELETE, "/api/v1/schedules/{name}");
+}
+
 static void on_healthz(struct httpd_req *req, void *arg)
 {
     static const char ok[] = "{\"status\":\"ok\"}";
@@ -406,6 +491,11 @@ int api_new(struct httpd *srv, const struct api_deps *deps, struct api **out)
         {"GET", "/api/v1/runs/{id}/events", on_events},
         {"GET", "/api/v1/suites", on_suites},
         {"GET", "/api/v1/workers", on_workers},
+        {"POST", "/api/v1/schedules", on_create_schedule},
+        {"GET", "/api/v1/schedules", on_list_schedules},
+        {"GET", "/api/v1/schedules/{name}", on_get_schedule},
+        {"PATCH", "/api/v1/schedules/{name}", on_patch_schedule},
+        {"DELETE", "/api/v1/schedules/{name}", on_delete_schedule},
         {"GET", "/healthz", on_healthz},
         {"GET", "/readyz", on_readyz},
         {"GET", "/metrics", on_metrics},

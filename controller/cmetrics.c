@@ -107,6 +107,7 @@ int cmetrics_init(struct cmetrics *cm, const char *version)
     static const char *const route[] = {"route"};
     static const char *const ver[] = {"version"};
     static const char *const pool[] = {"pool"};
+    static const char *const schedule[] = {"schedule"};
     struct metrics *m;
     int rc;
 
@@ -186,6 +187,23 @@ int cmetrics_init(struct cmetrics *cm, const char *version)
                   "result stored.",
                   0, NULL, sizeof(latency_bounds) / sizeof(latency_bounds[0]),
                   latency_bounds, &cm->ingest_lag);
+    rc = rc ? rc
+            : metrics_counter(m, "handoff_schedule_fires_total",
+                              "Schedule ticks that created a run, on this "
+                              "replica.",
+                              1, schedule, &cm->schedule_fires);
+    rc = rc ? rc
+            : metrics_counter(m, "handoff_schedule_skips_total",
+                              "Schedule ticks this replica did not fire, by "
+                              "reason (overlap, lock_held, redis_down, "
+                              "missed, error).",
+                              1, reason, &cm->schedule_skips);
+    rc = rc ? rc
+            : metrics_histogram(
+                  m, "handoff_schedule_fire_lag_seconds",
+                  "Time from a schedule's tick to its run created.", 0, NULL,
+                  sizeof(latency_bounds) / sizeof(latency_bounds[0]),
+                  latency_bounds, &cm->schedule_fire_lag);
     rc = rc ? rc
             : metrics_counter(m, "handoff_http_requests_total",
                               "HTTP requests answered.", 3, http_labels,

@@ -31,6 +31,10 @@ struct cmetrics {
     struct metrics_family *ingest_errors; /* reason */
     struct metrics_family *ingest_batch;  /* histogram, seconds */
     struct metrics_family *ingest_lag;    /* histogram, seconds */
+    /* schedules (docs/scheduling.md) */
+    struct metrics_family *schedule_fires;    /* schedule */
+    struct metrics_family *schedule_skips;    /* reason */
+    struct metrics_family *schedule_fire_lag; /* histogram, seconds */
     /* HTTP */
     struct metrics_family *http_requests; /* method, route, status */
     struct metrics_family *http_duration; /* route; histogram */

@@ -5,7 +5,8 @@
  * Threads: the main thread runs the libevent loop (HTTP, timers, live
  * streams); database work runs on the pool's threads; the ingest thread
  * stores results; a setup thread runs migrations and creates the streams,
- * retrying until the servers are there; a health thread pings Redis. */
+ * retrying until the servers are there; a health thread pings Redis; the
+ * scheduler thread fires schedule ticks (scheduler.h). */
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <inttypes.h>
@@ -33,6 +34,7 @@
 #include "mem.h"
 #include "migrate.h"
 #include "opts.h"
+#include "scheduler.h"
 #include "store.h"
 #include "subjects.h"
 #include "wire.h"
@@ -59,6 +61,7 @@ struct cfg {
     int64_t outbox_ns;
     int64_t results_ack_wait_ns;
     int64_t ingest_batch;
+    int64_t schedule_poll_ns;
     char *log_level;
 };
 
@@ -78,6 +81,7 @@ struct ctl {
     struct api *api;
     struct live *live;
     struct ingest *ingest;
+    struct scheduler *sched;
     struct loopq *inbox; /* heartbeats from NATS */
     struct bus_sub *workers_sub;
     pthread_t setup_thread;
@@ -489,7 +493,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static struct opt *ctl_opts(struct cfg *g, size_t *n)
 {
-    static struct opt o[16];
+    static struct opt o[20];
     struct opt defs[] = {
         {"http-addr", "HANDOFF_HTTP_ADDR", OPT_STRING, "127.0.0.1:8080",
          "address of the HTTP API, web UI and /metrics", &g->http_addr, 0, 0},
@@ -525,10 +529,14 @@ static struct opt *ctl_opts(struct cfg *g, size_t *n)
          0},
         {"ingest-batch", "HANDOFF_INGEST_BATCH", OPT_INT, "256",
          "results stored per transaction", &g->ingest_batch, 1, 10000},
+        {"schedule-poll", "HANDOFF_SCHEDULE_POLL", OPT_DURATION, "200ms",
+         "how often due schedule ticks are looked for", &g->schedule_poll_ns, 0,
+         0},
         {"log-level", "HANDOFF_LOG_LEVEL", OPT_STRING, "info",
          "debug, info, warn or error", &g->log_level, 0, 0},
     };
 
+    _Static_assert(sizeof(defs) <= sizeof(o), "ctl_opts: o is too small");
     memcpy(o, defs, sizeof(defs));
     *n = sizeof(defs) / sizeof(defs[0]);
     return o;
@@ -550,6 +558,7 @@ static int start(struct ctl *c)
     struct api_deps deps = {0};
     struct ingest_config ic = {0};
     struct ingest_hooks hooks = {.run_ended = run_ended, .arg = c};
+    struct scheduler_config sc = {0};
     int rc;
 
     evthread_use_pthreads();
@@ -612,6 +621,21 @@ static int start(struct ctl *c)
         return 1;
     }
     c->threads_started = true;
+    sc.pg_dsn = c->cfg.pg_dsn;
+    sc.redis_url = c->cfg.redis_url;
+    sc.redis_password = c->cfg.redis_password;
+    sc.poll_ms = c->cfg.schedule_poll_ns / CLOCK_NS_PER_MS;
+    sc.bus = c->bus;
+    sc.metrics = &c->metrics;
+    sc.schema_ready = ready_schema;
+    sc.arg = c;
+    if (scheduler_start(&sc, &c->sched) != ST_OK) {
+        fprintf(stderr,
+                "handoff-controller: --redis-url \"%s\" cannot be "
+                "used\n",
+                c->cfg.redis_url);
+        return 2;
+    }
     add_timer(c, &c->outbox_ev, on_outbox, c->cfg.outbox_ns);
     add_timer(c, &c->sweep_ev, on_sweep, c->cfg.sweep_ns);
     add_timer(c, &c->gauges_ev, on_gauges, 5 * CLOCK_NS_PER_S);
@@ -635,6 +659,7 @@ static void stop(struct ctl *c)
         pthread_join(c->setup_thread, NULL);
         pthread_join(c->health_thread, NULL);
     }
+    scheduler_stop(c->sched);
     ingest_stop(c->ingest);
     dbpool_free(c->pool);
     live_free(c->live);

@@ -379,9 +379,38 @@ static void publish_job(struct db *d, struct bus *bus, const char *job_id,
                   NULL);
 }
 
+int store_check_suite(struct db *d, const struct run_request *req, char *ns,
+                      size_t ns_len, struct store_reply *out)
+{
+    struct suite_row suite = {0};
+    int rc = find_suite(d, req, &suite, out);
+
+    if (rc != ST_OK && rc != ST_NOT_FOUND) {
+        reply_db_error(out, rc);
+        return rc;
+    }
+    if (rc == ST_OK && !filters_select(req, suite.tests, out)) {
+        rc = ST_NOT_FOUND;
+    }
+    if (rc == ST_OK) {
+        snprintf(ns, ns_len, "%s", suite.ns);
+    }
+    json_decref(suite.tests);
+    return rc;
+}
+
 void store_create_run(struct db *d, struct bus *bus,
                       const struct run_request *req,
                       const char *idempotency_key, struct store_reply *out)
+{
+    store_create_run_ex(d, bus, req, idempotency_key, NULL, out);
+}
+
+void store_create_run_ex(struct db *d, struct bus *bus,
+                         const struct run_request *req,
+                         const char *idempotency_key,
+                         const struct store_run_hook *hook,
+                         struct store_reply *out)
 {
     struct suite_row suite = {0};
     struct wire_job job;
@@ -512,10 +541,20 @@ void store_create_run(struct db *d, struct bus *bus,
                  "INSERT INTO jobs (id, run_id, shard, subject, payload) "
                  "VALUES ($1, $2::bigint, 0, $3, decode($4, 'hex'))",
                  4, p, NULL);
+    if (rc == ST_OK && hook) {
+        rc = hook->in_transaction(d, out->run_id, hook->arg);
+    }
     if (rc == ST_OK) {
         rc = db_commit(d);
     } else {
         db_rollback(d);
+    }
+    if (rc == ST_CONFLICT && hook) {
+        reply_error(out, 409, "conflict",
+                    "the run was not created: what it depended on changed "
+                    "meanwhile");
+        out->run_id = 0;
+        goto done;
     }
     if (rc != ST_OK) {
         reply_db_error(out, rc);

@@ -39,6 +39,32 @@ void store_create_run(struct db *d, struct bus *bus,
                       const struct run_request *req,
                       const char *idempotency_key, struct store_reply *out);
 
+/* What store_create_run_ex also does in the run's transaction, after the
+ * run and its job rows and before the commit: in_transaction(d, run_id,
+ * arg) returns 0 to commit, or a status to roll everything back
+ * (ST_CONFLICT: the reply is 409; others as database errors). The
+ * scheduler records its tick and advances the schedule this way. */
+struct store_run_hook {
+    int (*in_transaction)(struct db *d, int64_t run_id, void *arg);
+    void *arg;
+};
+
+/* store_create_run with a hook (NULL: none). */
+void store_create_run_ex(struct db *d, struct bus *bus,
+                         const struct run_request *req,
+                         const char *idempotency_key,
+                         const struct store_run_hook *hook,
+                         struct store_reply *out);
+
+/* Checks req's suite against the catalog as store_create_run does (the
+ * suite exists, in one namespace or the one given, and the filters select
+ * a test of it). Returns 0 with the suite's namespace in ns (ns_len
+ * bytes); ST_NOT_FOUND with out filled as a 404, 409 or 400 answer; or a
+ * database status with out filled as a 5xx answer. */
+MUST_CHECK int store_check_suite(struct db *d, const struct run_request *req,
+                                 char *ns, size_t ns_len,
+                                 struct store_reply *out);
+
 /* GET /api/v1/runs: filters as given by the query string (NULL: absent);
  * the values are checked here. */
 struct store_list_query {

@@ -16,8 +16,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"run", cmd_run},       {"runs", cmd_runs},     {"show", cmd_show},
-    {"cancel", cmd_cancel}, {"suites", cmd_suites}, {"workers", cmd_workers},
+    {"run", cmd_run},           {"runs", cmd_runs},
+    {"show", cmd_show},         {"cancel", cmd_cancel},
+    {"suites", cmd_suites},     {"workers", cmd_workers},
+    {"schedule", cmd_schedule},
 };
 
 static void usage(FILE *f, const char *prog)
@@ -35,6 +37,8 @@ static void usage(FILE *f, const char *prog)
             "  cancel RUN     cancel a run\n"
             "  suites         the suites workers announce\n"
             "  workers        the workers\n"
+            "  schedule SUB   schedules: create, list, show, pause, resume, "
+            "delete\n"
             "  version        handoffctl's version\n"
             "  help           this text\n"
             "\n"

@@ -404,7 +404,12 @@ static struct curl_slist *prepare(struct remote *r, struct xfer *x,
         curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
         headers = add_header(headers, "Accept: application/json");
     }
-    if (strcmp(method, "POST") == 0) {
+    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0) {
+        /* PATCH and DELETE (schedules): POST's options below carry the
+         * body, this the method. */
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    }
+    if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? buf_str(body) : "");
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
@@ -787,5 +792,130 @@ int remote_follow_run(struct remote *r, const char *id, remote_event_fn fn,
     xfer_cleanup(&x);
     free(url);
     free(path);
+    return rc;
+}
+
+/* ---- Schedules ---------------------------------------------------------- */
+
+static char *schedule_path(struct remote *r, const char *name)
+{
+    char *escaped = curl_easy_escape(r->curl, name, (int)strlen(name));
+    char *path;
+
+    if (!escaped) {
+        abort(); /* out of memory, as in run_path */
+    }
+    path = mem_printf("/api/v1/schedules/%s", escaped);
+    curl_free(escaped);
+    return path;
+}
+
+/* Sends method on path with body (may be NULL) and decodes a schedule. */
+static int schedule_call(struct remote *r, const char *method, const char *path,
+                         const struct buf *body, struct remote_schedule *out,
+                         struct buf *raw, struct remote_error *err)
+{
+    struct buf answer;
+    char why[512];
+    int rc;
+
+    buf_init(&answer, 0);
+    rc = request(r, method, path, body, NULL, &answer, err);
+    if (rc == ST_OK && remote_json_schedule(answer.data, answer.len, out, why,
+                                            sizeof(why)) != ST_OK) {
+        char *what = mem_printf("%s %s", method, path);
+
+        rc = bad_answer(r, what, "a schedule", why, err);
+        free(what);
+    }
+    if (rc == ST_OK && raw) {
+        buf_reset(raw);
+        buf_add(raw, answer.data, answer.len);
+    }
+    buf_cleanup(&answer);
+    return rc;
+}
+
+int remote_create_schedule(struct remote *r,
+                           const struct remote_schedule_request *req,
+                           struct remote_schedule *out, struct buf *raw,
+                           struct remote_error *err)
+{
+    struct buf body;
+    char why[256];
+    int rc;
+
+    buf_init(&body, 0);
+    rc = remote_json_schedule_request(req, &body, why, sizeof(why));
+    if (rc != ST_OK) {
+        set_error(err, 0, "%s", why);
+    } else {
+        rc =
+            schedule_call(r, "POST", "/api/v1/schedules", &body, out, raw, err);
+    }
+    buf_cleanup(&body);
+    return rc;
+}
+
+int remote_get_schedule(struct remote *r, const char *name,
+                        struct remote_schedule *out, struct buf *raw,
+                        struct remote_error *err)
+{
+    char *path = schedule_path(r, name);
+    int rc = schedule_call(r, "GET", path, NULL, out, raw, err);
+
+    free(path);
+    return rc;
+}
+
+int remote_enable_schedule(struct remote *r, const char *name, bool enabled,
+                           struct remote_schedule *out, struct buf *raw,
+                           struct remote_error *err)
+{
+    char *path = schedule_path(r, name);
+    struct buf body;
+    int rc;
+
+    buf_init(&body, 0);
+    buf_adds(&body, enabled ? "{\"enabled\":true}" : "{\"enabled\":false}");
+    rc = schedule_call(r, "PATCH", path, &body, out, raw, err);
+    buf_cleanup(&body);
+    free(path);
+    return rc;
+}
+
+int remote_delete_schedule(struct remote *r, const char *name,
+                           struct remote_error *err)
+{
+    char *path = schedule_path(r, name);
+    struct buf answer;
+    int rc;
+
+    buf_init(&answer, 0);
+    rc = request(r, "DELETE", path, NULL, NULL, &answer, err);
+    buf_cleanup(&answer);
+    free(path);
+    return rc;
+}
+
+int remote_list_schedules(struct remote *r, struct remote_schedule_list *out,
+                          struct buf *raw, struct remote_error *err)
+{
+    struct buf answer;
+    char why[512];
+    int rc;
+
+    buf_init(&answer, 0);
+    rc = request(r, "GET", "/api/v1/schedules", NULL, NULL, &answer, err);
+    if (rc == ST_OK && remote_json_schedules(answer.data, answer.len, out, why,
+                                             sizeof(why)) != ST_OK) {
+        rc = bad_answer(r, "GET /api/v1/schedules", "a list of schedules", why,
+                        err);
+    }
+    if (rc == ST_OK && raw) {
+        buf_reset(raw);
+        buf_add(raw, answer.data, answer.len);
+    }
+    buf_cleanup(&answer);
     return rc;
 }

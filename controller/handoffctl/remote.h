@@ -297,4 +297,74 @@ MUST_CHECK int remote_list_workers(struct remote *r,
                                    struct buf *raw, struct remote_error *err);
 void remote_worker_list_cleanup(struct remote_worker_list *l);
 
+/* A schedule to create (POST /api/v1/schedules). run holds its run
+ * fields (suite required; trigger and idempotency_key unused); NULL and 0
+ * leave a field to the controller's default. */
+struct remote_schedule_request {
+    const char *name;
+    const char *expression;
+    const char *time_zone;
+    const char *overlap_policy; /* "forbid" or "allow" */
+    const char *catch_up;       /* "skip" or "one" */
+    const char *end_at;         /* RFC 3339 */
+    int64_t max_runs;
+    bool paused;
+    struct remote_run_request run;
+};
+
+struct remote_schedule_tick {
+    int64_t tick_ns;
+    char *outcome; /* "fired" or "skipped" */
+    char *reason;  /* why skipped, or NULL */
+    char *detail;
+    char *run_id; /* the run fired, or NULL */
+};
+
+struct remote_schedule {
+    char *name;
+    char *suite;
+    char *ns;
+    char *pool;
+    char *expression;
+    char *time_zone;
+    char *overlap_policy;
+    char *catch_up;
+    bool enabled;
+    int64_t next_fire_ns; /* 0: none (paused or ended) */
+    int64_t runs_fired;
+    struct remote_schedule_tick *ticks; /* newest first */
+    size_t n_ticks;
+};
+
+struct remote_schedule_list {
+    struct remote_schedule *schedules;
+    size_t n;
+};
+
+/* POST /api/v1/schedules. */
+MUST_CHECK int remote_create_schedule(struct remote *r,
+                                      const struct remote_schedule_request *req,
+                                      struct remote_schedule *out,
+                                      struct buf *raw,
+                                      struct remote_error *err);
+/* GET /api/v1/schedules/{name}. */
+MUST_CHECK int remote_get_schedule(struct remote *r, const char *name,
+                                   struct remote_schedule *out, struct buf *raw,
+                                   struct remote_error *err);
+/* PATCH /api/v1/schedules/{name} with enabled set to enabled (pause,
+ * resume). */
+MUST_CHECK int remote_enable_schedule(struct remote *r, const char *name,
+                                      bool enabled, struct remote_schedule *out,
+                                      struct buf *raw,
+                                      struct remote_error *err);
+/* DELETE /api/v1/schedules/{name}. */
+MUST_CHECK int remote_delete_schedule(struct remote *r, const char *name,
+                                      struct remote_error *err);
+/* GET /api/v1/schedules. */
+MUST_CHECK int remote_list_schedules(struct remote *r,
+                                     struct remote_schedule_list *out,
+                                     struct buf *raw, struct remote_error *err);
+void remote_schedule_cleanup(struct remote_schedule *s);
+void remote_schedule_list_cleanup(struct remote_schedule_list *l);
+
 #endif

@@ -49,6 +49,19 @@ MUST_CHECK int remote_json_run_request(const struct remote_run_request *req,
 MUST_CHECK int remote_json_cancel(const char *reason, struct buf *out,
                                   char *why, size_t whylen);
 
+/* A schedule object, and {"schedules": [...]}. */
+MUST_CHECK int remote_json_schedule(const char *text, size_t len,
+                                    struct remote_schedule *out, char *why,
+                                    size_t whylen);
+MUST_CHECK int remote_json_schedules(const char *text, size_t len,
+                                     struct remote_schedule_list *out,
+                                     char *why, size_t whylen);
+/* Appends the body of POST /api/v1/schedules to out. Returns 0, or
+ * ST_INVALID with why naming a field that is not valid UTF-8. */
+MUST_CHECK int
+remote_json_schedule_request(const struct remote_schedule_request *req,
+                             struct buf *out, char *why, size_t whylen);
+
 /* If text is the API's error object, copies its code and message into err
  * (truncated to fit) and returns true; otherwise leaves err alone. */
 bool remote_json_error(const char *text, size_t len, struct remote_error *err);

@@ -953,3 +953,177 @@ bool remote_json_error(const char *text, size_t len, struct remote_error *err)
     json_decref(root);
     return ok;
 }
+
+/* ---- Schedules ---------------------------------------------------------- */
+
+void remote_schedule_cleanup(struct remote_schedule *s)
+{
+    for (size_t i = 0; i < s->n_ticks; i++) {
+        free(s->ticks[i].outcome);
+        free(s->ticks[i].reason);
+        free(s->ticks[i].detail);
+        free(s->ticks[i].run_id);
+    }
+    free(s->ticks);
+    free(s->name);
+    free(s->suite);
+    free(s->ns);
+    free(s->pool);
+    free(s->expression);
+    free(s->time_zone);
+    free(s->overlap_policy);
+    free(s->catch_up);
+    memset(s, 0, sizeof(*s));
+}
+
+void remote_schedule_list_cleanup(struct remote_schedule_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        remote_schedule_cleanup(&l->schedules[i]);
+    }
+    free(l->schedules);
+    memset(l, 0, sizeof(*l));
+}
+
+static void decode_ticks(const json_t *arr, struct remote_schedule *s)
+{
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(arr)) {
+        return;
+    }
+    s->ticks = mem_calloc(json_array_size(arr) + 1, sizeof(*s->ticks));
+    json_array_foreach(arr, i, v)
+    {
+        struct remote_schedule_tick *t = &s->ticks[s->n_ticks];
+
+        t->outcome = get_str(v, "outcome");
+        if (!t->outcome) {
+            continue;
+        }
+        t->tick_ns = get_time(v, "tick_at");
+        t->reason = get_str(v, "reason");
+        t->detail = get_str(v, "detail");
+        t->run_id = id_text(get(v, "run_id"));
+        s->n_ticks++;
+    }
+}
+
+/* Fills s from the object o; false when it has no name. */
+static bool decode_schedule(const json_t *o, struct remote_schedule *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->name = get_str(o, "name");
+    if (!s->name) {
+        return false;
+    }
+    s->suite = get_str(o, "suite");
+    s->ns = get_str(o, "namespace");
+    s->pool = get_str(o, "pool");
+    s->expression = get_str(o, "expression");
+    s->time_zone = get_str(o, "time_zone");
+    s->overlap_policy = get_str(o, "overlap_policy");
+    s->catch_up = get_str(o, "catch_up");
+    s->enabled = get_bool(o, "enabled");
+    s->next_fire_ns = get_time(o, "next_fire_at");
+    s->runs_fired = get_count(o, "runs_fired", 0);
+    decode_ticks(get(o, "last_ticks"), s);
+    return true;
+}
+
+int remote_json_schedule(const char *text, size_t len,
+                         struct remote_schedule *out, char *why, size_t whylen)
+{
+    json_t *root = load(text, len, why, whylen);
+    struct remote_schedule s;
+
+    if (!root) {
+        return ST_PROTOCOL;
+    }
+    if (!decode_schedule(root, &s)) {
+        snprintf(why, whylen, "not a schedule object (no \"name\")");
+        remote_schedule_cleanup(&s);
+        json_decref(root);
+        return ST_PROTOCOL;
+    }
+    *out = s;
+    json_decref(root);
+    return ST_OK;
+}
+
+int remote_json_schedules(const char *text, size_t len,
+                          struct remote_schedule_list *out, char *why,
+                          size_t whylen)
+{
+    json_t *root = load(text, len, why, whylen);
+    struct remote_schedule_list l = {0};
+    json_t *arr;
+    size_t i;
+    json_t *v;
+
+    if (!root) {
+        return ST_PROTOCOL;
+    }
+    arr = get(root, "schedules");
+    if (!json_is_array(arr)) {
+        snprintf(why, whylen, "no \"schedules\" array");
+        json_decref(root);
+        return ST_PROTOCOL;
+    }
+    l.schedules = mem_calloc(json_array_size(arr) + 1, sizeof(*l.schedules));
+    json_array_foreach(arr, i, v)
+    {
+        if (decode_schedule(v, &l.schedules[l.n])) {
+            l.n++;
+        } else {
+            remote_schedule_cleanup(&l.schedules[l.n]);
+        }
+    }
+    *out = l;
+    json_decref(root);
+    return ST_OK;
+}
+
+int remote_json_schedule_request(const struct remote_schedule_request *req,
+                                 struct buf *out, char *why, size_t whylen)
+{
+    static const char *const names[] = {
+        "name",           "expression", "time_zone",
+        "overlap_policy", "catch_up",   "end_at",
+    };
+    const char *values[] = {
+        req->name,           req->expression, req->time_zone,
+        req->overlap_policy, req->catch_up,   req->end_at,
+    };
+    struct buf run;
+    json_error_t jerr;
+    json_t *o = NULL;
+    int rc;
+
+    buf_init(&run, 0);
+    rc = remote_json_run_request(&req->run, &run, why, whylen);
+    if (rc == ST_OK) {
+        o = json_loadb(run.data, run.len, 0, &jerr);
+        rc = json_is_object(o) ? ST_OK : ST_INVALID;
+    }
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && rc == ST_OK;
+         i++) {
+        if (!set_str(o, names[i], values[i])) {
+            snprintf(why, whylen, "%s: not valid UTF-8", names[i]);
+            rc = ST_INVALID;
+        }
+    }
+    if (rc == ST_OK) {
+        if (req->max_runs > 0) {
+            json_object_set_new(o, "max_runs", json_integer(req->max_runs));
+        }
+        if (req->paused) {
+            json_object_set_new(o, "enabled", json_false());
+        }
+        dump_into(o, out);
+    }
+    json_decref(o);
+    buf_cleanup(&run);
+    return rc;
+}

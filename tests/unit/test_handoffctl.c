@@ -819,6 +819,16 @@ static const char workers_json[] =
     "\"alive\": false}, {\"host\": \"no-id\"}, 12, {\"id\": \"worker-c\", "
     "\"slots\": 2, \"free_slots\": 0, \"draining\": true, \"alive\": true}]}";
 
+static const char schedules_json[] =
+    "{\"schedules\": [{\"name\": \"nightly\", \"suite\": \"selftest\", "
+    "\"namespace\": \"handoff\", \"expression\": \"0 3 * * *\", "
+    "\"time_zone\": \"Europe/Berlin\", \"enabled\": true, \"runs_fired\": "
+    "12, \"next_fire_at\": \"2026-11-24T02:00:00.000Z\", \"last_ticks\": "
+    "[{\"tick_at\": \"2026-11-23T02:00:00.000Z\", \"outcome\": \"fired\", "
+    "\"run_id\": 812}]}, {\"name\": \"smoke\", \"enabled\": false, "
+    "\"runs_fired\": \"x\", \"last_ticks\": [{\"outcome\": \"skipped\", "
+    "\"reason\": \"overlap\"}, 3]}, {\"suite\": \"no-name\"}, 7]}";
+
 /* The number after prefix in path, or -1. */
 static int id_after(const char *path, const char *prefix, const char **rest)
 {
@@ -861,6 +871,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply(req, 200, suites_json);
     } else if (!post && strcmp(path, "/api/v1/workers") == 0) {
         reply(req, 200, workers_json);
+    } else if (!post && strcmp(path, "/api/v1/schedules") == 0) {
+        reply(req, 200, schedules_json);
     } else if (!post && strcmp(path, "/api/v1/broken") == 0) {
         reply(req, 500, "<html>oops</html>");
     } else {
@@ -1727,17 +1739,37 @@ static void test_workers_prints_the_workers(void **state)
     done(&o);
 }
 
+static void test_schedule_list_prints_the_schedules(void **state)
+{
+    struct outcome o = ctl((const char *[]){"schedule", "list", NULL});
+
+    (void)state;
+    expect(&o, 0, "out",
+           "NAME     SUITE     EXPRESSION  ZONE           ENABLED  NEXT     "
+           "             RUNS  LAST TICK\n"
+           "nightly  selftest  0 3 * * *   Europe/Berlin  yes      "
+           "2026-11-24T02:00:00Z  12    fired run 812\n"
+           "smoke    -         -           -              paused   -        "
+           "             0     overlap\n");
+    done(&o);
+}
+
 /* ---- Usage -------------------------------------------------------------- */
 
 static void test_usage_errors_exit_2_naming_what_is_known(void **state)
 {
     static const struct {
-        const char *args[6];
+        const char *args[8];
         const char *message;
     } cases[] = {
         {{"frobnicate", NULL},
          "unknown command \"frobnicate\"; known commands: run, runs, show, "
-         "cancel, suites, workers, version, help"},
+         "cancel, suites, workers, schedule, version, help"},
+        {{"schedule", "frob", NULL}, "schedule create NAME SUITE --expr"},
+        {{"schedule", "create", "n", "e2e", NULL}, "--expr is required"},
+        {{"schedule", "create", "n", "a/b/c", "--expr", "@daily", NULL},
+         "want SUITE or NAMESPACE/SUITE"},
+        {{"schedule", "show", NULL}, "missing argument"},
         {{"run", "selftest", "--bogus", NULL},
          "unknown flag --bogus; known flags: --namespace, --run"},
         {{"runs", "--verbose", NULL}, "unknown flag --verbose"},
@@ -2136,6 +2168,7 @@ int main(void)
         cmocka_unit_test(test_cancel_posts_the_reason_and_says_what_happened),
         cmocka_unit_test(test_suites_prints_the_catalog),
         cmocka_unit_test(test_workers_prints_the_workers),
+        cmocka_unit_test(test_schedule_list_prints_the_schedules),
         cmocka_unit_test(test_usage_errors_exit_2_naming_what_is_known),
         cmocka_unit_test(test_help_and_version_exit_0),
         cmocka_unit_test(test_sse_parser_reads_events_split_at_every_byte),

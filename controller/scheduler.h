@@ -1,0 +1,52 @@
+/* scheduler: a thread of its own in every controller replica
+ * with its own PostgreSQL and Redis connections, that fires the ticks of
+ * the schedules (docs/scheduling.md). A tick fires once across replicas:
+ * the Redis lock handoff:sched:<name>:<tick ms> picks the replica, and the
+ * transaction that creates the run also moves the schedule's next_fire_at
+ * only if it still holds that tick. */
+#ifndef HANDOFF_SCHEDULER_H
+#define HANDOFF_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "status.h"
+
+struct bus;
+struct cmetrics;
+struct scheduler;
+
+/* How long a replica may hold the lock of one tick, in ms: it is taken
+ * just before the tick's transaction and left to expire after it. */
+#define SCHEDULER_LOCK_TTL_MS 5000
+/* The lease of a singleton schedule's active run, renewed every second
+ * while the run is queued or running. */
+#define SCHEDULER_LEASE_TTL_MS 10000
+/* A due tick later than this (or more than one due tick) is a missed one:
+ * it follows the schedule's catch-up policy. */
+#define SCHEDULER_GRACE_MS 30000
+
+struct scheduler_config {
+    const char *pg_dsn;
+    const char *redis_url;
+    const char *redis_password; /* may be NULL */
+    int64_t poll_ms;            /* how often due ticks are looked for */
+    struct bus *bus;            /* jobs are published through it */
+    struct cmetrics *metrics;
+    /* False until migrations have run: nothing is done before. Called on
+     * the scheduler's thread. */
+    bool (*schema_ready)(void *arg);
+    void *arg;
+};
+
+/* Starts the scheduler's thread. The strings of cfg are copied; bus,
+ * metrics and arg are borrowed until scheduler_stop. Returns 0 and *out,
+ * ST_INVALID for a bad Redis URL or DSN, or ST_INTERNAL. Any thread. */
+MUST_CHECK int scheduler_start(const struct scheduler_config *cfg,
+                               struct scheduler **out);
+
+/* Stops the thread (after the tick in progress, if any) and frees s.
+ * Leases it holds are left to expire. NULL does nothing. */
+void scheduler_stop(struct scheduler *s);
+
+#endif
