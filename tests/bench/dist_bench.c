@@ -18,13 +18,15 @@
  *
  * The bare pipe is the reference for throughput: the least any design has
  * to do to move the same results from workers into PostgreSQL. It
- * publishes as many messages as Handoff publishes results (one per run),
- * each the average size of Handoff's result messages of this same run,
- * to a JetStream stream asynchronously, fetches them in batches of 100
- * from a durable pull consumer and COPYs each batch, 20 rows a message,
- * into a table shaped like test_results, one transaction per batch, acking
- * after commit. Rounds alternate Handoff and the bare pipe; the last line
- * reports medians. */
+ * publishes messages to a JetStream stream asynchronously, fetches them in
+ * batches of 100 from a durable pull consumer and COPYs each batch into a
+ * table shaped like test_results, one transaction per batch, acking after
+ * commit. It runs in two shapes, both reported: as many messages as
+ * Handoff publishes results (one per run, the average size of Handoff's
+ * result messages in the same round, 20 rows each: `ratio`), and one
+ * message per test result (20,000 messages of a twentieth of that size,
+ * one row each: `ratio_per_result`). Rounds alternate Handoff and the
+ * bare pipe; the last line reports medians. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -447,7 +449,8 @@ static double handoff_round(int n)
 /* ---- Throughput: the bare pipe ---------------------------------------- */
 
 struct bare {
-    int n;
+    int n;            /* messages */
+    int rows_per_msg; /* rows COPY'd for each */
     size_t size;
     PGconn *pg;
     struct bus_pull *pull;
@@ -479,7 +482,7 @@ static void *bare_consume(void *arg)
         for (size_t i = 0; i < got; i++) {
             uint64_t seq = bus_msg_stream_seq(msgs[i]);
 
-            for (int t = 0; t < TESTS_PER_RUN; t++) {
+            for (int t = 0; t < bp->rows_per_msg; t++) {
                 int len = snprintf(row, sizeof(row),
                                    "%" PRIu64 "\t%d-%" PRIu64
                                    ".0\t1\t%d\ttest_noop_%02d\t1\tpassed\t"
@@ -512,14 +515,16 @@ static void *bare_consume(void *arg)
     return NULL;
 }
 
-/* Moves n messages of size bytes through the bare pipe; returns rows
- * committed per second. */
-static double bare_round(int n, size_t size, int round)
+/* Moves n messages of size bytes through the bare pipe, rows_per_msg rows
+ * each; returns rows committed per second. round keeps the rows' keys
+ * apart. */
+static double bare_round(int n, size_t size, int rows_per_msg, int round)
 {
     static int consumer_made;
     char subject[64];
     char *payload = malloc(size);
-    struct bare bp = {.n = n, .size = size, .round = round};
+    struct bare bp = {
+        .n = n, .rows_per_msg = rows_per_msg, .size = size, .round = round};
     struct bus_stream_config sc = {.name = "BENCH_BARE",
                                    .subjects = "handoff_bench_bare.>",
                                    .retention = BUS_RETAIN_WORK_QUEUE,
@@ -566,7 +571,7 @@ static double bare_round(int n, size_t size, int round)
     bus_pull_free(bp.pull);
     PQfinish(bp.pg);
     free(payload);
-    return (double)n * TESTS_PER_RUN / (t1 - t0);
+    return (double)n * rows_per_msg / (t1 - t0);
 }
 
 static int bench_throughput(int runs, int rounds)
@@ -575,6 +580,8 @@ static int bench_throughput(int runs, int rounds)
     double h[16];
     double bare[16];
     double ratio[16];
+    double bare1[16]; /* one message per test result */
+    double ratio1[16];
     size_t size = 0;
 
     if (bus_subscribe(B.bus, "handoff.results.*.result", NULL, on_result, NULL,
@@ -592,23 +599,31 @@ static int bench_throughput(int runs, int rounds)
                    ? (size_t)(atomic_load(&result_sizes.bytes) /
                               atomic_load(&result_sizes.msgs))
                    : 1024;
-        bare[r] = bare_round(runs, size, r);
+        bare[r] = bare_round(runs, size, TESTS_PER_RUN, 2 * r);
         ratio[r] = h[r] / bare[r];
+        bare1[r] = bare_round(runs * TESTS_PER_RUN, size / TESTS_PER_RUN, 1,
+                              2 * r + 1);
+        ratio1[r] = h[r] / bare1[r];
         fprintf(stderr,
-                "round %d: handoff %.0f results/s, bare pipe %.0f rows/s "
-                "(%zu-byte messages), ratio %.2f\n",
-                r + 1, h[r], bare[r], size, ratio[r]);
+                "round %d: handoff %.0f results/s; bare pipe %.0f rows/s "
+                "(%d messages of %zu bytes, ratio %.3f), %.0f rows/s (%d "
+                "messages of %zu bytes, ratio %.3f)\n",
+                r + 1, h[r], bare[r], runs, size, ratio[r], bare1[r],
+                runs * TESTS_PER_RUN, size / TESTS_PER_RUN, ratio1[r]);
     }
     bus_sub_free(sub);
     printf("bench dist_throughput: runs=%d tests_per_run=%d workers=2 "
            "rounds=%d runs_per_s=%.0f results_per_s=%.0f "
-           "bare_pipe_rows_per_s=%.0f ratio=%.3f goal_ratio=0.5 "
-           "msg_bytes=%zu\n",
+           "bare_pipe_rows_per_s=%.0f ratio=%.3f "
+           "bare_pipe_per_result_rows_per_s=%.0f ratio_per_result=%.3f "
+           "goal_ratio=0.5 msg_bytes=%zu\n",
            runs, TESTS_PER_RUN, rounds,
            quantile(h, (size_t)rounds, 0.5) / TESTS_PER_RUN,
            quantile(h, (size_t)rounds, 0.5),
            quantile(bare, (size_t)rounds, 0.5),
-           quantile(ratio, (size_t)rounds, 0.5), size);
+           quantile(ratio, (size_t)rounds, 0.5),
+           quantile(bare1, (size_t)rounds, 0.5),
+           quantile(ratio1, (size_t)rounds, 0.5), size);
     return 0;
 }
 

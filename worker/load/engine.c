@@ -59,6 +59,7 @@ struct eng_thread {
     bool stop_ev_set;
     bool stopping; /* no new iterations */
     bool hard;     /* graceful stop over: blocking calls return at once */
+    bool grace_on; /* the stop timer now marks the end of graceful stop */
     int64_t start_ns;
     int64_t stop_at_ns;  /* end of duration */
     int64_t timer_at_ns; /* when stop_ev is due */
@@ -173,7 +174,10 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     if (is_early(&th->stop_ev, th->timer_at_ns)) {
         return;
     }
-    if (!th->stopping && grace > 0) {
+    /* Not !stopping: a VU that ends an iteration after the duration sets
+     * stopping itself, and the others still get their graceful stop. */
+    if (!th->grace_on && grace > 0) {
+        th->grace_on = true;
         th->stopping = true;
         th->timer_at_ns = th->stop_at_ns + grace;
         add_timer(&th->stop_ev, th->timer_at_ns);
