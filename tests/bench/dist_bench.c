@@ -11,6 +11,9 @@
  *                                  POST -> result committed, p50 and p99
  *   handoff-bench-dist footprint   resident memory of an idle controller
  *                                  and of an idle worker
+ *   handoff-bench-dist schedules   10,000 schedules firing every minute
+ *                                  on three controllers: fire lag p50/p99,
+ *                                  controller CPU between ticks
  *
  * The programs run as users run them: handoff-controller and two
  * handoff-test-worker processes (suite test/noop20: twenty tests that
@@ -67,7 +70,7 @@ static struct {
     char pool[32];
     char url[64];
     const char *nats_url;
-    pid_t pids[3]; /* controller, worker 1, worker 2 */
+    pid_t pids[5]; /* controller, worker 1, worker 2, controllers 2, 3 */
     PGconn *pg;
     struct bus *bus;
 } B;
@@ -205,12 +208,12 @@ static pid_t spawn(const char *name, const char *bin, const char *const argv[],
 
 static void stop_all(void)
 {
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 5; i++) {
         if (B.pids[i] > 0) {
             kill(B.pids[i], SIGTERM);
         }
     }
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 5; i++) {
         if (B.pids[i] > 0) {
             waitpid(B.pids[i], NULL, 0);
             B.pids[i] = 0;
@@ -296,7 +299,11 @@ static int64_t post_run(struct buf *b)
 
 /* ---- Set-up ----------------------------------------------------------- */
 
-static void setup(void)
+/* Starts the database, controller 1 (B.url) and two workers, plus
+ * extra_controllers more controllers on the same database (B.pids[3..]),
+ * and waits until controller 1 is ready and both workers announced
+ * noop20. */
+static void setup(int extra_controllers)
 {
     const char *dsn = getenv("HANDOFF_PG_DSN");
     char bin[512];
@@ -343,6 +350,15 @@ static void setup(void)
                                             "--id", "bench-worker-2",
                                             "--concurrency", "2", NULL},
                       NULL);
+    for (int i = 0; i < extra_controllers && i < 2; i++) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "controller-%d", i + 2);
+        snprintf(env_addr, sizeof(env_addr), "HANDOFF_HTTP_ADDR=127.0.0.1:%d",
+                 port + 1 + i);
+        B.pids[3 + i] = spawn(name, bin, (const char *const[]){bin, NULL},
+                              (const char *const[]){env_addr, env_dsn, NULL});
+    }
 
     curl_global_init(CURL_GLOBAL_ALL);
     curl_main = curl_easy_init();
@@ -798,6 +814,170 @@ static int bench_footprint(void)
     return 0;
 }
 
+/* ---- Schedules ------------------------------------------------------- */
+
+struct sched_poster {
+    int from;
+    int n;
+    pthread_t tid;
+};
+
+static void *post_schedules(void *arg)
+{
+    struct sched_poster *p = arg;
+    struct buf b;
+    char body[512];
+
+    curl_t = curl_easy_init();
+    buf_init(&b, 0);
+    for (int i = p->from; i < p->from + p->n; i++) {
+        /* Every minute at second 0; runs in a pool nobody serves, so
+         * they only queue (and time out): the benchmark is the firing. */
+        snprintf(body, sizeof(body),
+                 "{\"name\":\"bench-%05d\",\"suite\":\"noop20\","
+                 "\"namespace\":\"test\",\"pool\":\"nobody-%s\","
+                 "\"expression\":\"* * * * *\",\"overlap_policy\":\"allow\","
+                 "\"queue_timeout\":\"20s\"}",
+                 i, B.pool);
+        if (http("POST", "/api/v1/schedules", body, &b) != 201) {
+            die("POST /api/v1/schedules: %s", buf_str(&b));
+        }
+    }
+    buf_cleanup(&b);
+    curl_easy_cleanup(curl_t);
+    curl_t = NULL;
+    return NULL;
+}
+
+/* utime + stime of pid, in seconds. */
+static double cpu_s(pid_t pid)
+{
+    char path[64];
+    char line[1024];
+    FILE *f;
+    char *p;
+    unsigned long ut = 0;
+    unsigned long st = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (!f || !fgets(line, sizeof(line), f)) {
+        if (f) {
+            fclose(f);
+        }
+        return 0;
+    }
+    fclose(f);
+    /* After the command in parentheses: state is field 3, utime 14. */
+    p = strrchr(line, ')');
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+               &ut, &st) != 2) {
+        return 0;
+    }
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Sleeps until the database clock reads unix second at_s. */
+static void sleep_until_db(double at_s)
+{
+    double now = pg_double(B.pg, "SELECT extract(epoch FROM now())");
+
+    if (at_s > now) {
+        sleep_ms((long)((at_s - now) * 1000));
+    }
+}
+
+/* 10,000 schedules (HANDOFF_BENCH_SCHEDULES) firing every minute on three
+ * controllers, for HANDOFF_BENCH_MINUTES (2) ticks: fire lag (tick time
+ * to run created) p50/p99, and each controller's CPU between ticks (from
+ * 40 s to 58 s past each minute), the worst replica's median. */
+static int bench_schedules(void)
+{
+    const char *env_n = getenv("HANDOFF_BENCH_SCHEDULES");
+    const char *env_m = getenv("HANDOFF_BENCH_MINUTES");
+    int n = env_n ? atoi(env_n) : 10000;
+    int minutes = env_m ? atoi(env_m) : 2;
+    struct sched_poster posters[POSTERS];
+    pid_t ctl[3] = {B.pids[0], B.pids[3], B.pids[4]};
+    double cpu[3][16];
+    double worst[3];
+    double start_s;
+    double first_tick;
+    double t0 = now_s();
+    char sql[512];
+    PGresult *r;
+    int64_t fired;
+    int64_t dup;
+
+    if (n < 1 || minutes < 1 || minutes > 16) {
+        die("HANDOFF_BENCH_SCHEDULES >= 1, HANDOFF_BENCH_MINUTES 1-16");
+    }
+    for (int i = 0; i < POSTERS; i++) {
+        posters[i].from =
+            i * (n / POSTERS) + (i < n % POSTERS ? i : n % POSTERS);
+        posters[i].n = n / POSTERS + (i < n % POSTERS);
+        pthread_create(&posters[i].tid, NULL, post_schedules, &posters[i]);
+    }
+    for (int i = 0; i < POSTERS; i++) {
+        pthread_join(posters[i].tid, NULL);
+    }
+    fprintf(stderr, "created %d schedules in %.1f s\n", n, now_s() - t0);
+    start_s = pg_double(B.pg, "SELECT extract(epoch FROM now())");
+    first_tick = ((int64_t)start_s / 60 + 1) * 60;
+    for (int m = 0; m < minutes; m++) {
+        double tick = first_tick + 60.0 * m;
+        double before[3];
+
+        sleep_until_db(tick + 40);
+        for (int c = 0; c < 3; c++) {
+            before[c] = cpu_s(ctl[c]);
+        }
+        sleep_until_db(tick + 58);
+        for (int c = 0; c < 3; c++) {
+            cpu[c][m] = (cpu_s(ctl[c]) - before[c]) / 18.0 * 100.0;
+        }
+        fprintf(stderr,
+                "minute %d: controller CPU 40-58 s after the tick: "
+                "%.2f %% %.2f %% %.2f %%\n",
+                m + 1, cpu[0][m], cpu[1][m], cpu[2][m]);
+    }
+    for (int c = 0; c < 3; c++) {
+        worst[c] = quantile(cpu[c], (size_t)minutes, 0.5);
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*), "
+             "percentile_disc(0.5) WITHIN GROUP (ORDER BY lag), "
+             "percentile_disc(0.99) WITHIN GROUP (ORDER BY lag), max(lag) "
+             "FROM (SELECT extract(epoch FROM r.created_at - t.tick_at) * "
+             "1000 AS lag FROM schedule_ticks t JOIN runs r ON r.id = "
+             "t.run_id WHERE t.outcome = 'fired' AND t.tick_at >= "
+             "to_timestamp(%.0f) AND t.tick_at < to_timestamp(%.0f)) x",
+             first_tick, first_tick + 60.0 * minutes);
+    r = PQexec(B.pg, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        die("%s: %s", sql, PQerrorMessage(B.pg));
+    }
+    fired = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM (SELECT schedule_id, tick_at FROM "
+             "schedule_ticks WHERE outcome = 'fired' GROUP BY 1, 2 HAVING "
+             "count(*) > 1) d");
+    dup = pg_int(B.pg, sql);
+    printf("bench dist_schedules: schedules=%d controllers=3 minutes=%d "
+           "fired=%" PRId64 " expected=%d duplicates=%" PRId64
+           " fire_lag_p50_ms=%.1f fire_lag_p99_ms=%.1f fire_lag_max_ms=%.1f "
+           "cpu_between_ticks_pct=%.2f goal_lag_p99_ms=100 "
+           "goal_cpu_pct=2\n",
+           n, minutes, fired, n * minutes, dup,
+           PQgetisnull(r, 0, 1) ? -1 : strtod(PQgetvalue(r, 0, 1), NULL),
+           PQgetisnull(r, 0, 2) ? -1 : strtod(PQgetvalue(r, 0, 2), NULL),
+           PQgetisnull(r, 0, 3) ? -1 : strtod(PQgetvalue(r, 0, 3), NULL),
+           quantile(worst, 3, 1.0));
+    PQclear(r);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -805,13 +985,15 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     if (strcmp(mode, "throughput") != 0 && strcmp(mode, "latency") != 0 &&
-        strcmp(mode, "footprint") != 0) {
+        strcmp(mode, "footprint") != 0 && strcmp(mode, "schedules") != 0) {
         fprintf(stderr, "usage: handoff-bench-dist throughput|latency|"
-                        "footprint\n");
+                        "footprint|schedules\n");
         return 2;
     }
-    setup();
-    if (strcmp(mode, "footprint") == 0) {
+    setup(strcmp(mode, "schedules") == 0 ? 2 : 0);
+    if (strcmp(mode, "schedules") == 0) {
+        rc = bench_schedules();
+    } else if (strcmp(mode, "footprint") == 0) {
         rc = bench_footprint();
     } else if (strcmp(mode, "latency") == 0) {
         rc = bench_latency(LATENCY_RUNS);

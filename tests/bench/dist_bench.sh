@@ -4,7 +4,7 @@
 # handoff-bench-dist MODE against it, and stops the stack whatever happens.
 # The last line is the benchmark's `bench dist_<mode>: ...`.
 #
-#   tests/bench/dist_bench.sh throughput|latency|footprint [BUILD_DIR]
+#   tests/bench/dist_bench.sh throughput|latency|footprint|schedules [BUILD_DIR]
 #
 # BUILD_DIR defaults to build/ (built with cmake --build if the benchmark
 # is missing). Measure a release build (the default of cmake here is
@@ -15,9 +15,9 @@ mode=${1:-}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${2:-$root/build}
 case $mode in
-throughput | latency | footprint) ;;
+throughput | latency | footprint | schedules) ;;
 *)
-    echo "usage: tests/bench/dist_bench.sh throughput|latency|footprint [BUILD_DIR]" >&2
+    echo "usage: tests/bench/dist_bench.sh throughput|latency|footprint|schedules [BUILD_DIR]" >&2
     exit 2
     ;;
 esac
