@@ -10,12 +10,15 @@
 #include "cmetrics.h"
 #include "db.h"
 #include "dbpool.h"
+#include "flaky.h"
 #include "httpd.h"
 #include "live.h"
 #include "log.h"
 #include "mem.h"
+#include "retention.h"
 #include "runreq.h"
 #include "schedules.h"
+#include "series.h"
 #include "store.h"
 
 #define API_MAX_KEY 256
@@ -37,6 +40,14 @@ enum task_kind {
     TASK_SCHED_GET,
     TASK_SCHED_PATCH,
     TASK_SCHED_DELETE,
+    TASK_FLAKY,
+    TASK_RETENTION_LIST,
+    TASK_RETENTION_PUT,
+    TASK_RETENTION_DELETE,
+    TASK_SERIES_CREATE,
+    TASK_SERIES_LIST,
+    TASK_SERIES_GET,
+    TASK_SERIES_CANCEL,
 };
 
 /* One request waiting for the database. */
@@ -145,6 +156,33 @@ static void task_work(struct db *d, void *arg)
     case TASK_SCHED_DELETE:
         schedules_delete(d, t->name, &t->reply);
         break;
+    case TASK_FLAKY:
+        flaky_get(d, t->name, t->strings[0], t->strings[1],
+                  deps->flaky_window > 0 ? deps->flaky_window
+                                         : FLAKY_DEFAULT_WINDOW,
+                  &t->reply);
+        break;
+    case TASK_RETENTION_LIST:
+        retention_list(d, &t->reply);
+        break;
+    case TASK_RETENTION_PUT:
+        retention_put(d, t->body, t->body_len, &t->reply);
+        break;
+    case TASK_RETENTION_DELETE:
+        retention_delete(d, t->strings[0], t->strings[1], &t->reply);
+        break;
+    case TASK_SERIES_CREATE:
+        series_create(d, t->body, t->body_len, &t->reply);
+        break;
+    case TASK_SERIES_LIST:
+        series_list(d, &t->reply);
+        break;
+    case TASK_SERIES_GET:
+        series_get(d, t->id, &t->reply);
+        break;
+    case TASK_SERIES_CANCEL:
+        series_cancel(d, t->id, &t->reply);
+        break;
     }
 }
 
@@ -199,10 +237,15 @@ static const char *task_method(enum task_kind kind)
     case TASK_CREATE:
     case TASK_CANCEL:
     case TASK_SCHED_CREATE:
+    case TASK_SERIES_CREATE:
+    case TASK_SERIES_CANCEL:
         return "POST";
     case TASK_SCHED_PATCH:
         return "PATCH";
+    case TASK_RETENTION_PUT:
+        return "PUT";
     case TASK_SCHED_DELETE:
+    case TASK_RETENTION_DELETE:
         return "DELETE";
     default:
         return "GET";
@@ -377,6 +420,21 @@ static void on_suites(struct httpd_req *req, void *arg)
     }
 }
 
+static void on_flaky(struct httpd_req *req, void *arg)
+{
+    struct api *a = arg;
+    struct task *t;
+
+    if (!check_ready(a, req)) {
+        return;
+    }
+    t = task_new(a, req, TASK_FLAKY, "/api/v1/suites/{name}/flaky");
+    t->name = dup_opt(httpd_req_param(req, "name"));
+    t->strings[0] = dup_opt(httpd_req_query(req, "namespace"));
+    t->strings[1] = dup_opt(httpd_req_query(req, "window"));
+    submit(t);
+}
+
 static void on_workers(struct httpd_req *req, void *arg)
 {
     struct api *a = arg;
@@ -432,6 +490,87 @@ static void on_patch_schedule(struct httpd_req *req, void *arg)
 static void on_delete_schedule(struct httpd_req *req, void *arg)
 {
     on_schedule(req, arg, TASK_SCHED_DELETE, "/api/v1/schedules/{name}");
+}
+
+/* Retention policies: bodies are checked on a database thread too. */
+static void on_retention(struct httpd_req *req, void *arg, enum task_kind kind)
+{
+    struct api *a = arg;
+    struct task *t;
+    size_t len = 0;
+    const char *body;
+
+    if (!check_ready(a, req)) {
+        return;
+    }
+    t = task_new(a, req, kind, "/api/v1/retention");
+    if (kind == TASK_RETENTION_PUT) {
+        body = httpd_req_body(req, &len);
+        t->body = mem_strndup(body ? body : "", len);
+        t->body_len = len;
+    }
+    if (kind == TASK_RETENTION_DELETE) {
+        t->strings[0] = dup_opt(httpd_req_query(req, "namespace"));
+        t->strings[1] = dup_opt(httpd_req_query(req, "suite"));
+    }
+    submit(t);
+}
+
+static void on_list_retention(struct httpd_req *req, void *arg)
+{
+    on_retention(req, arg, TASK_RETENTION_LIST);
+}
+
+static void on_put_retention(struct httpd_req *req, void *arg)
+{
+    on_retention(req, arg, TASK_RETENTION_PUT);
+}
+
+static void on_delete_retention(struct httpd_req *req, void *arg)
+{
+    on_retention(req, arg, TASK_RETENTION_DELETE);
+}
+
+/* Series: bodies are checked on a database thread, with the catalog. */
+static void on_series(struct httpd_req *req, void *arg, enum task_kind kind,
+                      const char *route)
+{
+    struct api *a = arg;
+    struct task *t;
+    size_t len = 0;
+    const char *body;
+
+    if (!check_ready(a, req)) {
+        return;
+    }
+    t = task_new(a, req, kind, route);
+    t->id = dup_opt(httpd_req_param(req, "id"));
+    if (kind == TASK_SERIES_CREATE) {
+        body = httpd_req_body(req, &len);
+        t->body = mem_strndup(body ? body : "", len);
+        t->body_len = len;
+    }
+    submit(t);
+}
+
+static void on_create_series(struct httpd_req *req, void *arg)
+{
+    on_series(req, arg, TASK_SERIES_CREATE, "/api/v1/series");
+}
+
+static void on_list_series(struct httpd_req *req, void *arg)
+{
+    on_series(req, arg, TASK_SERIES_LIST, "/api/v1/series");
+}
+
+static void on_get_series(struct httpd_req *req, void *arg)
+{
+    on_series(req, arg, TASK_SERIES_GET, "/api/v1/series/{id}");
+}
+
+static void on_cancel_series(struct httpd_req *req, void *arg)
+{
+    on_series(req, arg, TASK_SERIES_CANCEL, "/api/v1/series/{id}/cancel");
 }
 
 static void on_healthz(struct httpd_req *req, void *arg)
@@ -490,12 +629,20 @@ int api_new(struct httpd *srv, const struct api_deps *deps, struct api **out)
         {"POST", "/api/v1/runs/{id}/cancel", on_cancel_run},
         {"GET", "/api/v1/runs/{id}/events", on_events},
         {"GET", "/api/v1/suites", on_suites},
+        {"GET", "/api/v1/suites/{name}/flaky", on_flaky},
         {"GET", "/api/v1/workers", on_workers},
         {"POST", "/api/v1/schedules", on_create_schedule},
         {"GET", "/api/v1/schedules", on_list_schedules},
         {"GET", "/api/v1/schedules/{name}", on_get_schedule},
         {"PATCH", "/api/v1/schedules/{name}", on_patch_schedule},
         {"DELETE", "/api/v1/schedules/{name}", on_delete_schedule},
+        {"GET", "/api/v1/retention", on_list_retention},
+        {"PUT", "/api/v1/retention", on_put_retention},
+        {"DELETE", "/api/v1/retention", on_delete_retention},
+        {"POST", "/api/v1/series", on_create_series},
+        {"GET", "/api/v1/series", on_list_series},
+        {"GET", "/api/v1/series/{id}", on_get_series},
+        {"POST", "/api/v1/series/{id}/cancel", on_cancel_series},
         {"GET", "/healthz", on_healthz},
         {"GET", "/readyz", on_readyz},
         {"GET", "/metrics", on_metrics},

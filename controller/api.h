@@ -5,6 +5,7 @@
 #define HANDOFF_API_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "status.h"
 
@@ -19,6 +20,7 @@ struct api_deps {
     struct dbpool *pool;
     struct live *live;
     struct cmetrics *metrics;
+    int64_t flaky_window; /* runs GET .../flaky looks at; 0: the default */
     /* Readiness as /readyz reports it; read on the loop thread. */
     bool (*nats_ready)(void *arg);
     bool (*postgres_ready)(void *arg);

@@ -9,11 +9,9 @@ static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                         0.05,  0.1,    0.25,  0.5,  1,
                                         2.5,   5,      10,    30,   60};
 
-static void collect_running(void *arg, struct metrics_sink *sink)
+/* Emits "namespace\tsuite\tvalue\n" lines as series. */
+static void collect_suite_lines(const char *p, struct metrics_sink *sink)
 {
-    struct cmetrics *cm = arg;
-    const char *p = cm->running;
-
     while (p && *p) {
         const char *tab1 = strchr(p, '\t');
         const char *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
@@ -31,6 +29,16 @@ static void collect_running(void *arg, struct metrics_sink *sink)
                          strtod(tab2 + 1, NULL));
         p = nl + 1;
     }
+}
+
+static void collect_running(void *arg, struct metrics_sink *sink)
+{
+    collect_suite_lines(((struct cmetrics *)arg)->running, sink);
+}
+
+static void collect_flaky(void *arg, struct metrics_sink *sink)
+{
+    collect_suite_lines(((struct cmetrics *)arg)->flaky, sink);
 }
 
 /* Emits field `field` (1-based after the pool) of each pools line. */
@@ -86,6 +94,12 @@ void cmetrics_set_pools(struct cmetrics *cm, char *lines)
     cm->pools = lines;
 }
 
+void cmetrics_set_flaky(struct cmetrics *cm, char *lines)
+{
+    free(cm->flaky);
+    cm->flaky = lines;
+}
+
 void cmetrics_set_running(struct cmetrics *cm, char *lines)
 {
     free(cm->running);
@@ -134,6 +148,16 @@ int cmetrics_init(struct cmetrics *cm, const char *version)
             : metrics_counter(m, "handoff_tests_flaky_total",
                               "Tests that failed and then passed in a run.", 2,
                               suite_labels, &cm->tests_flaky);
+    rc = rc ? rc
+            : metrics_gauge_collect(m, "handoff_tests_flaky",
+                                    "Tests flaky over the last runs of each "
+                                    "suite (HANDOFF_FLAKY_WINDOW).",
+                                    2, suite_labels, collect_flaky, cm);
+    rc = rc ? rc
+            : metrics_counter(m, "handoff_retention_deleted_total",
+                              "Rows the retention janitor deleted, by kind "
+                              "(runs, jobs, job_attempts, test_results).",
+                              1, kind, &cm->retention_deleted);
     rc = rc ? rc
             : metrics_gauge_collect(m, "handoff_testsuites_running",
                                     "Suite runs running now.", 2, suite_labels,
@@ -241,6 +265,7 @@ void cmetrics_cleanup(struct cmetrics *cm)
     metrics_free(cm->reg);
     free(cm->running);
     free(cm->pools);
+    free(cm->flaky);
     memset(cm, 0, sizeof(*cm));
 }
 

@@ -35,6 +35,9 @@ struct cmetrics {
     struct metrics_family *schedule_fires;    /* schedule */
     struct metrics_family *schedule_skips;    /* reason */
     struct metrics_family *schedule_fire_lag; /* histogram, seconds */
+    /* retention (janitor.h) */
+    struct metrics_family *retention_deleted; /* kind: runs, jobs,
+                                                 job_attempts, test_results */
     /* HTTP */
     struct metrics_family *http_requests; /* method, route, status */
     struct metrics_family *http_duration; /* route; histogram */
@@ -48,6 +51,8 @@ struct cmetrics {
     char *running;
     /* "pool\tqueued\talive\tslots\tfree\n" lines, likewise. */
     char *pools;
+    /* "namespace\tsuite\tflaky tests\n" lines, likewise. */
+    char *flaky;
 };
 
 /* Registers every family in a new registry. Returns 0 or the status of the
@@ -59,6 +64,7 @@ void cmetrics_cleanup(struct cmetrics *cm);
  * like rendering. */
 void cmetrics_set_running(struct cmetrics *cm, char *lines);
 void cmetrics_set_pools(struct cmetrics *cm, char *lines);
+void cmetrics_set_flaky(struct cmetrics *cm, char *lines);
 
 /* Counts a run that ended: suites started (by result), runs finished. */
 void cmetrics_run_ended(struct cmetrics *cm, const char *ns, const char *suite,

@@ -6,7 +6,8 @@
  * streams); database work runs on the pool's threads; the ingest thread
  * stores results; a setup thread runs migrations and creates the streams,
  * retrying until the servers are there; a health thread pings Redis; the
- * scheduler thread fires schedule ticks (scheduler.h). */
+ * scheduler thread fires schedule ticks (scheduler.h); the janitor thread
+ * deletes runs the retention policies expire (janitor.h). */
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <inttypes.h>
@@ -25,8 +26,10 @@
 #include "cmetrics.h"
 #include "db.h"
 #include "dbpool.h"
+#include "flaky.h"
 #include "httpd.h"
 #include "ingest.h"
+#include "janitor.h"
 #include "kv.h"
 #include "live.h"
 #include "log.h"
@@ -62,6 +65,11 @@ struct cfg {
     int64_t results_ack_wait_ns;
     int64_t ingest_batch;
     int64_t schedule_poll_ns;
+    int64_t flaky_window;
+    int64_t flaky_gauge_ns;
+    int64_t retention_ns;
+    int64_t retention_batch;
+    int64_t retention_pause_ns;
     char *log_level;
 };
 
@@ -82,6 +90,7 @@ struct ctl {
     struct live *live;
     struct ingest *ingest;
     struct scheduler *sched;
+    struct janitor *janitor;
     struct loopq *inbox; /* heartbeats from NATS */
     struct bus_sub *workers_sub;
     pthread_t setup_thread;
@@ -95,11 +104,13 @@ struct ctl {
     struct event *outbox_ev;
     struct event *sweep_ev;
     struct event *gauges_ev;
+    struct event *flaky_ev;
     struct event *sigterm_ev;
     struct event *sigint_ev;
     bool outbox_busy;
     bool sweep_busy;
     bool gauges_busy;
+    bool flaky_busy;
     struct seen_worker *seen;
     size_t n_seen;
 };
@@ -254,6 +265,7 @@ struct periodic {
     int published;
     char *running;
     char *pools;
+    char *flaky;
     int64_t outbox;
 };
 
@@ -312,6 +324,24 @@ static void gauges_done(void *arg)
     free(p);
 }
 
+static void flaky_work(struct db *d, void *arg)
+{
+    struct periodic *p = arg;
+
+    p->rc = flaky_counts(d, p->c->cfg.flaky_window, &p->flaky);
+}
+
+static void flaky_done(void *arg)
+{
+    struct periodic *p = arg;
+
+    if (p->rc == ST_OK) {
+        cmetrics_set_flaky(&p->c->metrics, p->flaky);
+    }
+    p->c->flaky_busy = false;
+    free(p);
+}
+
 static void run_periodic(struct ctl *c, bool *busy,
                          void (*work)(struct db *, void *),
                          void (*done)(void *))
@@ -357,6 +387,15 @@ static void on_gauges(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     run_periodic(c, &c->gauges_busy, gauges_work, gauges_done);
+}
+
+static void on_flaky_gauge(evutil_socket_t fd, short what, void *arg)
+{
+    struct ctl *c = arg;
+
+    (void)fd;
+    (void)what;
+    run_periodic(c, &c->flaky_busy, flaky_work, flaky_done);
 }
 
 /* ---- Worker catalog ----------------------------------------------------- */
@@ -493,7 +532,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static struct opt *ctl_opts(struct cfg *g, size_t *n)
 {
-    static struct opt o[20];
+    static struct opt o[32];
     struct opt defs[] = {
         {"http-addr", "HANDOFF_HTTP_ADDR", OPT_STRING, "127.0.0.1:8080",
          "address of the HTTP API, web UI and /metrics", &g->http_addr, 0, 0},
@@ -532,6 +571,21 @@ static struct opt *ctl_opts(struct cfg *g, size_t *n)
         {"schedule-poll", "HANDOFF_SCHEDULE_POLL", OPT_DURATION, "200ms",
          "how often due schedule ticks are looked for", &g->schedule_poll_ns, 0,
          0},
+        {"flaky-window", "HANDOFF_FLAKY_WINDOW", OPT_INT, "20",
+         "last runs of a suite in which flaky tests are looked for",
+         &g->flaky_window, 1, FLAKY_MAX_WINDOW},
+        {"flaky-gauge-interval", "HANDOFF_FLAKY_GAUGE_INTERVAL", OPT_DURATION,
+         "30s", "how often handoff_tests_flaky is computed", &g->flaky_gauge_ns,
+         0, 0},
+        {"retention-interval", "HANDOFF_RETENTION_INTERVAL", OPT_DURATION, "1m",
+         "how often the janitor deletes runs retention policies expire",
+         &g->retention_ns, 0, 0},
+        {"retention-batch", "HANDOFF_RETENTION_BATCH", OPT_INT, "500",
+         "runs the janitor deletes per transaction", &g->retention_batch, 1,
+         10000},
+        {"retention-pause", "HANDOFF_RETENTION_PAUSE", OPT_DURATION, "100ms",
+         "pause of the janitor between two batches", &g->retention_pause_ns, 0,
+         0},
         {"log-level", "HANDOFF_LOG_LEVEL", OPT_STRING, "info",
          "debug, info, warn or error", &g->log_level, 0, 0},
     };
@@ -559,6 +613,7 @@ static int start(struct ctl *c)
     struct ingest_config ic = {0};
     struct ingest_hooks hooks = {.run_ended = run_ended, .arg = c};
     struct scheduler_config sc = {0};
+    struct janitor_config jc = {0};
     int rc;
 
     evthread_use_pthreads();
@@ -600,6 +655,7 @@ static int start(struct ctl *c)
     deps.pool = c->pool;
     deps.live = c->live;
     deps.metrics = &c->metrics;
+    deps.flaky_window = c->cfg.flaky_window;
     deps.nats_ready = ready_nats;
     deps.postgres_ready = ready_pg;
     deps.redis_ready = ready_redis;
@@ -636,9 +692,24 @@ static int start(struct ctl *c)
                 c->cfg.redis_url);
         return 2;
     }
+    jc.pg_dsn = c->cfg.pg_dsn;
+    jc.redis_url = c->cfg.redis_url;
+    jc.redis_password = c->cfg.redis_password;
+    jc.interval_ms = c->cfg.retention_ns / CLOCK_NS_PER_MS;
+    jc.batch = c->cfg.retention_batch;
+    jc.pause_ms = c->cfg.retention_pause_ns / CLOCK_NS_PER_MS;
+    jc.metrics = &c->metrics;
+    jc.schema_ready = ready_schema;
+    jc.arg = c;
+    if (janitor_start(&jc, &c->janitor) != ST_OK) {
+        fprintf(stderr, "handoff-controller: cannot start the retention "
+                        "janitor\n");
+        return 2;
+    }
     add_timer(c, &c->outbox_ev, on_outbox, c->cfg.outbox_ns);
     add_timer(c, &c->sweep_ev, on_sweep, c->cfg.sweep_ns);
     add_timer(c, &c->gauges_ev, on_gauges, 5 * CLOCK_NS_PER_S);
+    add_timer(c, &c->flaky_ev, on_flaky_gauge, c->cfg.flaky_gauge_ns);
     c->sigterm_ev = evsignal_new(c->base, SIGTERM, on_signal, c);
     c->sigint_ev = evsignal_new(c->base, SIGINT, on_signal, c);
     event_add(c->sigterm_ev, NULL);
@@ -660,6 +731,7 @@ static void stop(struct ctl *c)
         pthread_join(c->health_thread, NULL);
     }
     scheduler_stop(c->sched);
+    janitor_stop(c->janitor);
     ingest_stop(c->ingest);
     dbpool_free(c->pool);
     live_free(c->live);

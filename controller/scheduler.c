@@ -20,6 +20,7 @@
 #include "mem.h"
 #include "runreq.h"
 #include "schedules.h"
+#include "series.h"
 #include "store.h"
 
 #define SCHEDULER_MAX_DUE 100
@@ -506,6 +507,9 @@ static void *scheduler_main(void *arg)
                 s->leases_renewed_mono_ns = clock_mono_ns();
             }
             poll_due(s);
+            if (!atomic_load(&s->stop)) {
+                series_drive(s->db, s->cfg.bus, s->cfg.metrics);
+            }
         }
         for (int64_t t = 0; t < s->cfg.poll_ms && !atomic_load(&s->stop);
              t += 50) {

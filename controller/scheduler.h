@@ -1,6 +1,6 @@
 /* scheduler: a thread of its own in every controller replica
  * with its own PostgreSQL and Redis connections, that fires the ticks of
- * the schedules (docs/scheduling.md). A tick fires once across replicas:
+ * the schedules (docs/scheduling.md) and drives soak series (series.h). A tick fires once across replicas:
  * the Redis lock handoff:sched:<name>:<tick ms> picks the replica, and the
  * transaction that creates the run also moves the schedule's next_fire_at
  * only if it still holds that tick. */

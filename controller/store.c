@@ -31,20 +31,47 @@ static void reply_error(struct store_reply *r, int status, const char *code,
                         const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+static void reply_verror(struct store_reply *r, int status, const char *code,
+                         const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+static void reply_verror(struct store_reply *r, int status, const char *code,
+                         const char *fmt, va_list ap)
+{
+    r->status = status;
+    r->error_code = code;
+    vsnprintf(r->error_message, sizeof(r->error_message), fmt, ap);
+}
+
+void store_reply_error(struct store_reply *r, int status, const char *code,
+                       const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    reply_verror(r, status, code, fmt, ap);
+    va_end(ap);
+}
+
 static void reply_error(struct store_reply *r, int status, const char *code,
                         const char *fmt, ...)
 {
     va_list ap;
 
-    r->status = status;
-    r->error_code = code;
     va_start(ap, fmt);
-    vsnprintf(r->error_message, sizeof(r->error_message), fmt, ap);
+    reply_verror(r, status, code, fmt, ap);
     va_end(ap);
 }
 
 /* A database failure: 503 when PostgreSQL is away (the client may retry),
  * 500 otherwise. Nothing partial is left: callers run in transactions. */
+static void reply_db_error(struct store_reply *r, int rc);
+
+void store_reply_db_error(struct store_reply *r, int rc)
+{
+    reply_db_error(r, rc);
+}
+
 static void reply_db_error(struct store_reply *r, int rc)
 {
     if (rc == ST_UPSTREAM) {
@@ -396,6 +423,27 @@ int store_check_suite(struct db *d, const struct run_request *req, char *ns,
         snprintf(ns, ns_len, "%s", suite.ns);
     }
     json_decref(suite.tests);
+    return rc;
+}
+
+int store_resolve_suite(struct db *d, const char *suite, const char *ns_in,
+                        char *ns, size_t ns_len, struct store_reply *out)
+{
+    struct run_request req = {0};
+    struct suite_row row = {0};
+    int rc;
+
+    /* find_suite reads only the suite and namespace of a request. */
+    req.suite = (char *)suite;
+    req.ns = (char *)ns_in;
+    rc = find_suite(d, &req, &row, out);
+    if (rc != ST_OK && rc != ST_NOT_FOUND) {
+        reply_db_error(out, rc);
+    }
+    if (rc == ST_OK) {
+        snprintf(ns, ns_len, "%s", row.ns);
+    }
+    json_decref(row.tests);
     return rc;
 }
 

@@ -32,6 +32,24 @@ struct store_reply {
 
 void store_reply_cleanup(struct store_reply *r);
 
+/* Fills r as an error answer: status, code and a message. */
+void store_reply_error(struct store_reply *r, int status, const char *code,
+                       const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Fills r for a database failure rc: 503 when PostgreSQL is away (the
+ * client may retry), 500 otherwise. */
+void store_reply_db_error(struct store_reply *r, int rc);
+
+/* Resolves a suite name (and namespace, NULL: any) against the catalog as
+ * POST /api/v1/runs does. Returns 0 with the suite's namespace in ns
+ * (ns_len bytes); ST_NOT_FOUND with out filled as a 404 (naming close
+ * matches) or a 409 (several namespaces); or a database status with out
+ * filled as a 5xx answer. */
+MUST_CHECK int store_resolve_suite(struct db *d, const char *suite,
+                                   const char *ns_in, char *ns, size_t ns_len,
+                                   struct store_reply *out);
+
 /* POST /api/v1/runs: validates req against the catalog, stores the run and
  * its job in one transaction, then publishes the job (a failed publish
  * leaves it for store_publish_outbox). idempotency_key may be NULL. */

@@ -68,6 +68,19 @@ HF_SUITE(e2e, .namespace = "test",
          .tests = HF_TESTS(HF_TEST(test_quick), HF_TEST(test_sleep),
                            HF_TEST(test_param), HF_TEST(test_fails)));
 
+/* Fails on its first attempt and passes on the next: flaky within a run
+ * that allows two attempts. */
+static void test_first_attempt_fails(hf_t *t)
+{
+    if (hf_attempt(t) == 1) {
+        hf_errorf(t, "failing on attempt 1");
+    }
+}
+
+HF_SUITE(retry, .namespace = "hist",
+         .description = "A test that passes only when retried",
+         .tests = HF_TESTS(HF_TEST(test_first_attempt_fails)));
+
 static void test_noop(hf_t *t)
 {
     (void)t;
