@@ -31,7 +31,6 @@
 #include "e2e.h"
 #include "mem.h"
 
-
 #define N_CTL 3
 
 static struct {
@@ -448,7 +447,10 @@ static void test_e2e_restart_follows_catch_up_and_repeats_nothing(void **state)
     /* one: a single run for all of them, then on time again. */
     first_tick_after("cone", down_ms, first, sizeof(first));
     assert_string_equal(first, "fired");
-    assert_int_equal(e2e_sql_count(TICKS_OF("outcome = 'skipped'"), "cone"), 0);
+    /* No tick passed as missed. (A tick skipped for another reason, e.g.
+     * Redis slower than its 1 s timeout on a loaded ASan run, is not the
+     * catch-up policy's doing; it shows in the reason.) */
+    assert_int_equal(e2e_sql_count(TICKS_OF("reason = 'missed'"), "cone"), 0);
     assert_true(e2e_sql_count(TICKS_OF("outcome = 'fired' AND recorded_at > "
                                        "now() - interval '3 seconds'"),
                               "cone") >= 2);
