@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bgthread.h"
 #include "clock.h"
 #include "cmetrics.h"
 #include "db.h"
@@ -20,30 +21,8 @@
 
 struct janitor {
     struct janitor_config cfg;
-    char *pg_dsn;
-    char *redis_url;
-    char *redis_password;
-    char token[96]; /* this replica's lock token */
-    struct db *db;
-    struct kv *kv;
-    pthread_t thread;
-    atomic_bool stop;
+    struct bgthread bg; /* its thread, connections and lock token */
 };
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
-}
-
-/* Sleeps ms in short steps so a stop is seen soon. */
-static void nap(struct janitor *j, int64_t ms)
-{
-    for (int64_t t = 0; t < ms && !atomic_load(&j->stop); t += 50) {
-        sleep_ms(ms - t < 50 ? ms - t : 50);
-    }
-}
 
 static void count(struct janitor *j, const char *kind, int64_t n)
 {
@@ -64,7 +43,7 @@ static int delete_batch(struct janitor *j, int64_t *runs)
     int rc;
 
     snprintf(limit, sizeof(limit), "%" PRId64, j->cfg.batch);
-    rc = db_exec_ctx(j->db, "janitor: delete",
+    rc = db_exec_ctx(j->bg.db, "janitor: delete",
                      "SELECT * FROM handoff_retention_delete($1::int)", 1,
                      (const char *[]){limit}, &res);
     if (rc == ST_OK) {
@@ -90,7 +69,7 @@ static int delete_batch(struct janitor *j, int64_t *runs)
  * lost or the thread stops. */
 static void pass(struct janitor *j)
 {
-    int rc = kv_lock(j->kv, JANITOR_LOCK_KEY, j->token, JANITOR_LOCK_TTL_MS);
+    int rc = kv_lock(j->bg.kv, JANITOR_LOCK_KEY, j->bg.id, JANITOR_LOCK_TTL_MS);
 
     if (rc != ST_OK) {
         /* ST_CONFLICT: another replica works; ST_UPSTREAM: Redis is away
@@ -101,17 +80,17 @@ static void pass(struct janitor *j)
         int64_t runs = 0;
 
         if (delete_batch(j, &runs) != ST_OK || runs < j->cfg.batch ||
-            atomic_load(&j->stop)) {
+            bgthread_stopping(&j->bg)) {
             break;
         }
-        nap(j, j->cfg.pause_ms);
-        if (kv_renew(j->kv, JANITOR_LOCK_KEY, j->token, JANITOR_LOCK_TTL_MS) !=
-            ST_OK) {
+        bgthread_nap(&j->bg, j->cfg.pause_ms);
+        if (kv_renew(j->bg.kv, JANITOR_LOCK_KEY, j->bg.id,
+                     JANITOR_LOCK_TTL_MS) != ST_OK) {
             log_warn("janitor: lost the lock mid-pass; stopping this pass");
             return;
         }
     }
-    if (kv_unlock(j->kv, JANITOR_LOCK_KEY, j->token) == ST_UPSTREAM) {
+    if (kv_unlock(j->bg.kv, JANITOR_LOCK_KEY, j->bg.id) == ST_UPSTREAM) {
         log_debug("janitor: lock left to expire");
     }
 }
@@ -119,56 +98,24 @@ static void pass(struct janitor *j)
 static void *janitor_main(void *arg)
 {
     struct janitor *j = arg;
-    int64_t backoff_ms = 100;
 
-    while (!atomic_load(&j->stop)) {
-        bool ready = !j->cfg.schema_ready || j->cfg.schema_ready(j->cfg.arg);
-
-        if (ready && !db_is_ok(j->db) && db_reset(j->db) != ST_OK) {
-            nap(j, backoff_ms);
-            backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
-            continue;
-        }
-        backoff_ms = 100;
-        if (ready) {
+    while (!bgthread_stopping(&j->bg)) {
+        if (bgthread_db_ready(&j->bg, j->cfg.schema_ready, j->cfg.arg)) {
             pass(j);
+            bgthread_nap(&j->bg, j->cfg.interval_ms);
+        } else {
+            bgthread_nap(&j->bg, 200);
         }
-        nap(j, ready ? j->cfg.interval_ms : 200);
     }
     return NULL;
-}
-
-static void make_token(char *out, size_t len)
-{
-    char host[64] = "host";
-    unsigned int r = (unsigned int)clock_real_ns();
-    FILE *f = fopen("/dev/urandom", "rb");
-
-    if (f) {
-        if (fread(&r, sizeof(r), 1, f) != 1) {
-            r = (unsigned int)clock_real_ns();
-        }
-        fclose(f);
-    }
-    if (gethostname(host, sizeof(host)) != 0) {
-        snprintf(host, sizeof(host), "host");
-    }
-    host[sizeof(host) - 1] = '\0';
-    snprintf(out, len, "%s/%d/%08x", host, (int)getpid(), r);
 }
 
 int janitor_start(const struct janitor_config *cfg, struct janitor **out)
 {
     struct janitor *j = mem_zalloc(sizeof(*j));
+    int rc;
 
     j->cfg = *cfg;
-    j->pg_dsn = mem_strdup(cfg->pg_dsn);
-    j->redis_url = mem_strdup(cfg->redis_url);
-    j->redis_password =
-        cfg->redis_password ? mem_strdup(cfg->redis_password) : NULL;
-    j->cfg.pg_dsn = j->pg_dsn;
-    j->cfg.redis_url = j->redis_url;
-    j->cfg.redis_password = j->redis_password;
     if (j->cfg.interval_ms <= 0) {
         j->cfg.interval_ms = 60000;
     }
@@ -178,17 +125,11 @@ int janitor_start(const struct janitor_config *cfg, struct janitor **out)
     if (j->cfg.pause_ms < 0) {
         j->cfg.pause_ms = 0;
     }
-    make_token(j->token, sizeof(j->token));
-    if (kv_new(j->redis_url, j->redis_password, 1000, &j->kv) != ST_OK ||
-        db_new(j->pg_dsn, &j->db) != ST_OK) {
-        j->thread = pthread_self();
-        janitor_stop(j);
-        return ST_INVALID;
-    }
-    if (pthread_create(&j->thread, NULL, janitor_main, j) != 0) {
-        j->thread = pthread_self();
-        janitor_stop(j);
-        return ST_INTERNAL;
+    rc = bgthread_start(&j->bg, cfg->pg_dsn, cfg->redis_url,
+                        cfg->redis_password, janitor_main, j);
+    if (rc != ST_OK) {
+        free(j);
+        return rc;
     }
     *out = j;
     return ST_OK;
@@ -199,14 +140,6 @@ void janitor_stop(struct janitor *j)
     if (!j) {
         return;
     }
-    atomic_store(&j->stop, true);
-    if (!pthread_equal(j->thread, pthread_self())) {
-        pthread_join(j->thread, NULL);
-    }
-    db_free(j->db);
-    kv_free(j->kv);
-    free(j->pg_dsn);
-    free(j->redis_url);
-    free(j->redis_password);
+    bgthread_stop(&j->bg);
     free(j);
 }

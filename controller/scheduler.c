@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bgthread.h"
 #include "clock.h"
 #include "cmetrics.h"
 #include "cron.h"
@@ -26,24 +27,19 @@
 #define SCHEDULER_MAX_DUE 100
 #define SCHEDULER_MAX_LEASES 1024
 #define SCHEDULER_KEY_MAX 256
+/* A lease's token: the replica's id and the tick. */
+#define SCHEDULER_TOKEN_MAX 128
 
 /* The lease this replica holds for the active run of a singleton. */
 struct lease {
     char key[SCHEDULER_KEY_MAX];
-    char token[96];
+    char token[SCHEDULER_TOKEN_MAX];
     int64_t run_id;
 };
 
 struct scheduler {
     struct scheduler_config cfg;
-    char *pg_dsn;
-    char *redis_url;
-    char *redis_password;
-    char id[80]; /* this replica: host/pid/random, the locks' tokens */
-    struct db *db;
-    struct kv *kv;
-    pthread_t thread;
-    atomic_bool stop;
+    struct bgthread bg; /* its thread, connections and lock token */
     struct lease *leases;
     size_t n_leases;
     int64_t leases_renewed_mono_ns;
@@ -74,13 +70,6 @@ struct outcome {
     const char *reason; /* why it is skipped; NULL: fired */
     char detail[640];
 };
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
-}
 
 static void due_cleanup(struct due *d)
 {
@@ -143,20 +132,21 @@ static int insert_tick(struct db *db, struct scheduler *s, const struct due *d,
         "outcome, reason, detail, run_id, controller) VALUES "
         "($1::bigint, timestamptz 'epoch' + $2::bigint * "
         "interval '1 millisecond', $3, $4, $5, $6::bigint, $7)",
-        7, (const char *[]){p[0], p[1], p[2], p[3], p[4], p[5], s->id}, NULL);
+        7, (const char *[]){p[0], p[1], p[2], p[3], p[4], p[5], s->bg.id},
+        NULL);
 }
 
 /* Records a skipped tick and advances, in one transaction. */
 static void skip_tick(struct scheduler *s, const struct due *d,
                       const struct outcome *o)
 {
-    int rc = db_begin(s->db);
+    int rc = db_begin(s->bg.db);
 
-    rc = rc ? rc : advance(s->db, d, o, false);
-    rc = rc ? rc : insert_tick(s->db, s, d, o, 0);
-    rc = rc ? rc : db_commit(s->db);
+    rc = rc ? rc : advance(s->bg.db, d, o, false);
+    rc = rc ? rc : insert_tick(s->bg.db, s, d, o, 0);
+    rc = rc ? rc : db_commit(s->bg.db);
     if (rc != ST_OK) {
-        db_rollback(s->db);
+        db_rollback(s->bg.db);
         return;
     }
     count_skip(s, o->reason);
@@ -211,7 +201,7 @@ static int has_active_run(struct scheduler *s, const struct due *d,
 {
     const char *p[1] = {d->id};
     struct db_res *res = NULL;
-    int rc = db_exec(s->db,
+    int rc = db_exec(s->bg.db,
                      "SELECT id FROM runs WHERE schedule_id = $1::bigint AND "
                      "state IN ('queued', 'running') LIMIT 1",
                      1, p, &res);
@@ -247,8 +237,8 @@ static int take_lease(struct scheduler *s, const struct due *d,
         return ST_CONFLICT;
     }
     snprintf(key, SCHEDULER_KEY_MAX, "handoff:sched:%s:lease", d->name);
-    snprintf(token, 96, "%s:%" PRId64, s->id, o->tick_ms);
-    rc = kv_lock(s->kv, key, token, SCHEDULER_LEASE_TTL_MS);
+    snprintf(token, SCHEDULER_TOKEN_MAX, "%s:%" PRId64, s->bg.id, o->tick_ms);
+    rc = kv_lock(s->bg.kv, key, token, SCHEDULER_LEASE_TTL_MS);
     if (rc == ST_OK) {
         return ST_OK;
     }
@@ -287,7 +277,7 @@ static bool fire(struct scheduler *s, const struct due *d, struct outcome *o)
     struct fire_tx f = {s, d, o};
     struct store_run_hook hook = {fire_in_transaction, &f};
     char key[SCHEDULER_KEY_MAX] = "";
-    char token[96] = "";
+    char token[SCHEDULER_TOKEN_MAX] = "";
     int rc = d->forbid ? take_lease(s, d, o, key, token) : ST_OK;
     bool done = true;
 
@@ -301,7 +291,7 @@ static bool fire(struct scheduler *s, const struct due *d, struct outcome *o)
         skip_tick(s, d, o);
         goto unlease;
     }
-    store_create_run_ex(s->db, s->cfg.bus, &req, NULL, &hook, &reply);
+    store_create_run_ex(s->bg.db, s->cfg.bus, &req, NULL, &hook, &reply);
     runreq_cleanup(&req);
     if (reply.status == 201) {
         fired(s, d, o, &reply);
@@ -322,7 +312,7 @@ static bool fire(struct scheduler *s, const struct due *d, struct outcome *o)
     }
     store_reply_cleanup(&reply);
 unlease:
-    if (key[0] && kv_unlock(s->kv, key, token) == ST_UPSTREAM) {
+    if (key[0] && kv_unlock(s->bg.kv, key, token) == ST_UPSTREAM) {
         log_debug("scheduler: %s: lease left to expire", d->name);
     }
     return done;
@@ -370,7 +360,7 @@ static void handle_due(struct scheduler *s, const struct due *d)
         return;
     }
     snprintf(key, sizeof(key), "handoff:sched:%s:%" PRId64, d->name, o.tick_ms);
-    rc = kv_lock(s->kv, key, s->id, SCHEDULER_LOCK_TTL_MS);
+    rc = kv_lock(s->bg.kv, key, s->bg.id, SCHEDULER_LOCK_TTL_MS);
     if (rc == ST_CONFLICT) {
         count_skip(s, "lock_held");
         return;
@@ -383,7 +373,7 @@ static void handle_due(struct scheduler *s, const struct due *d)
         skip_tick(s, d, &o);
         return;
     }
-    if (!fire(s, d, &o) && kv_unlock(s->kv, key, s->id) == ST_UPSTREAM) {
+    if (!fire(s, d, &o) && kv_unlock(s->bg.kv, key, s->bg.id) == ST_UPSTREAM) {
         log_debug("scheduler: %s: tick lock left to expire", d->name);
     }
 }
@@ -432,7 +422,7 @@ static void poll_due(struct scheduler *s)
     struct due due[SCHEDULER_MAX_DUE];
     size_t n = 0;
     int rc = db_exec_ctx(
-        s->db, "scheduler: due ticks",
+        s->bg.db, "scheduler: due ticks",
         "SELECT s.id, s.name, s.expression, s.time_zone, "
         "s.next_fire_at::text, (extract(epoch FROM s.next_fire_at) * "
         "1000)::bigint, (extract(epoch FROM now()) * 1000)::bigint, "
@@ -448,7 +438,7 @@ static void poll_due(struct scheduler *s)
     }
     db_res_free(res);
     for (size_t i = 0; i < n; i++) {
-        if (!atomic_load(&s->stop)) {
+        if (!bgthread_stopping(&s->bg)) {
             handle_due(s, &due[i]);
         }
         due_cleanup(&due[i]);
@@ -469,7 +459,7 @@ static void renew_leases(struct scheduler *s)
         int rc;
 
         snprintf(run, sizeof(run), "%" PRId64, l->run_id);
-        if (db_exec(s->db,
+        if (db_exec(s->bg.db,
                     "SELECT state IN ('queued', 'running') FROM runs "
                     "WHERE id = $1::bigint",
                     1, p, &res) == ST_OK) {
@@ -477,8 +467,9 @@ static void renew_leases(struct scheduler *s)
                      strcmp(db_res_get(res, 0, 0), "t") == 0;
         }
         db_res_free(res);
-        rc = active ? kv_renew(s->kv, l->key, l->token, SCHEDULER_LEASE_TTL_MS)
-                    : kv_unlock(s->kv, l->key, l->token);
+        rc = active
+                 ? kv_renew(s->bg.kv, l->key, l->token, SCHEDULER_LEASE_TTL_MS)
+                 : kv_unlock(s->bg.kv, l->key, l->token);
         /* Kept while the run is active and Redis may still hold it. */
         if (active && rc != ST_NOT_FOUND) {
             s->leases[kept++] = *l;
@@ -490,82 +481,39 @@ static void renew_leases(struct scheduler *s)
 static void *scheduler_main(void *arg)
 {
     struct scheduler *s = arg;
-    int64_t backoff_ms = 100;
 
-    while (!atomic_load(&s->stop)) {
-        bool ready = !s->cfg.schema_ready || s->cfg.schema_ready(s->cfg.arg);
-
-        if (ready && !db_is_ok(s->db) && db_reset(s->db) != ST_OK) {
-            sleep_ms(backoff_ms);
-            backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
-            continue;
-        }
-        backoff_ms = 100;
-        if (ready) {
+    while (!bgthread_stopping(&s->bg)) {
+        if (bgthread_db_ready(&s->bg, s->cfg.schema_ready, s->cfg.arg)) {
             if (clock_mono_ns() - s->leases_renewed_mono_ns >= CLOCK_NS_PER_S) {
                 renew_leases(s);
                 s->leases_renewed_mono_ns = clock_mono_ns();
             }
             poll_due(s);
-            if (!atomic_load(&s->stop)) {
-                series_drive(s->db, s->cfg.bus, s->cfg.metrics);
+            if (!bgthread_stopping(&s->bg)) {
+                series_drive(s->bg.db, s->cfg.bus, s->cfg.metrics);
             }
         }
-        for (int64_t t = 0; t < s->cfg.poll_ms && !atomic_load(&s->stop);
-             t += 50) {
-            sleep_ms(s->cfg.poll_ms - t < 50 ? s->cfg.poll_ms - t : 50);
-        }
+        bgthread_nap(&s->bg, s->cfg.poll_ms);
     }
     return NULL;
 }
 
 /* ---- Start and stop ---------------------------------------------------- */
 
-static void make_id(char *out, size_t len)
-{
-    char host[64] = "host";
-    unsigned int r = 0;
-    FILE *f = fopen("/dev/urandom", "rb");
-
-    if (f) {
-        if (fread(&r, sizeof(r), 1, f) != 1) {
-            r = (unsigned int)clock_real_ns();
-        }
-        fclose(f);
-    }
-    if (gethostname(host, sizeof(host)) != 0) {
-        snprintf(host, sizeof(host), "host");
-    }
-    host[sizeof(host) - 1] = '\0';
-    snprintf(out, len, "%s/%d/%08x", host, (int)getpid(), r);
-}
-
 int scheduler_start(const struct scheduler_config *cfg, struct scheduler **out)
 {
     struct scheduler *s = mem_zalloc(sizeof(*s));
+    int rc;
 
     s->cfg = *cfg;
-    s->pg_dsn = mem_strdup(cfg->pg_dsn);
-    s->redis_url = mem_strdup(cfg->redis_url);
-    s->redis_password =
-        cfg->redis_password ? mem_strdup(cfg->redis_password) : NULL;
-    s->cfg.pg_dsn = s->pg_dsn;
-    s->cfg.redis_url = s->redis_url;
-    s->cfg.redis_password = s->redis_password;
     if (s->cfg.poll_ms <= 0) {
         s->cfg.poll_ms = 200;
     }
-    make_id(s->id, sizeof(s->id));
-    if (kv_new(s->redis_url, s->redis_password, 1000, &s->kv) != ST_OK ||
-        db_new(s->pg_dsn, &s->db) != ST_OK) {
-        s->thread = pthread_self();
-        scheduler_stop(s);
-        return ST_INVALID;
-    }
-    if (pthread_create(&s->thread, NULL, scheduler_main, s) != 0) {
-        s->thread = pthread_self();
-        scheduler_stop(s);
-        return ST_INTERNAL;
+    rc = bgthread_start(&s->bg, cfg->pg_dsn, cfg->redis_url,
+                        cfg->redis_password, scheduler_main, s);
+    if (rc != ST_OK) {
+        free(s);
+        return rc;
     }
     *out = s;
     return ST_OK;
@@ -576,15 +524,7 @@ void scheduler_stop(struct scheduler *s)
     if (!s) {
         return;
     }
-    atomic_store(&s->stop, true);
-    if (!pthread_equal(s->thread, pthread_self())) {
-        pthread_join(s->thread, NULL);
-    }
-    db_free(s->db);
-    kv_free(s->kv);
+    bgthread_stop(&s->bg);
     free(s->leases);
-    free(s->pg_dsn);
-    free(s->redis_url);
-    free(s->redis_password);
     free(s);
 }
