@@ -275,7 +275,7 @@ static bool fire(struct scheduler *s, const struct due *d, struct outcome *o)
     struct runreq_error err = {0};
     struct store_reply reply = {0};
     struct fire_tx f = {s, d, o};
-    struct store_run_hook hook = {fire_in_transaction, &f};
+    struct store_run_hook hook = {fire_in_transaction, &f, true};
     char key[SCHEDULER_KEY_MAX] = "";
     char token[SCHEDULER_TOKEN_MAX] = "";
     int rc = d->forbid ? take_lease(s, d, o, key, token) : ST_OK;
@@ -327,6 +327,8 @@ static void handle_due(struct scheduler *s, const struct due *d)
     char err[CRON_ERR_SIZE];
     char key[SCHEDULER_KEY_MAX];
     bool several = false;
+    bool behind;
+    int64_t second;
     int64_t next;
     int rc;
 
@@ -342,14 +344,25 @@ static void handle_due(struct scheduler *s, const struct due *d)
     o.tick_ms = schedules_last_due(c, d->next_ms * CLOCK_NS_PER_MS,
                                    d->now_ms * CLOCK_NS_PER_MS, &several) /
                 CLOCK_NS_PER_MS;
+    second =
+        several ? schedules_next_tick(c, d->next_ms * CLOCK_NS_PER_MS, 0) : -1;
+    /* Behind: the controllers were away (the oldest due tick is past the
+     * grace, or the one after it is overdue by more than the slack). A
+     * slow poll, or a tick lock left by a replica that died, only makes
+     * ticks late: they fire one by one, oldest first. */
+    behind = d->now_ms - d->next_ms > SCHEDULER_GRACE_MS ||
+             (second >= 0 &&
+              d->now_ms - second / CLOCK_NS_PER_MS > SCHEDULER_SLACK_MS);
+    if (!behind) {
+        o.tick_ms = d->next_ms;
+    }
     /* From the tick, not from now: @every keeps its cadence. */
     next = schedules_next_tick(c, o.tick_ms * CLOCK_NS_PER_MS,
                                d->end_at_ms * CLOCK_NS_PER_MS);
     o.next_ms = next < 0 ? -1 : next / CLOCK_NS_PER_MS;
     o.last_run = d->max_runs > 0 && d->runs_fired + 1 >= d->max_runs;
     cron_free(c);
-    if ((several || d->now_ms - d->next_ms > SCHEDULER_GRACE_MS) &&
-        !d->catch_up_one) {
+    if (behind && !d->catch_up_one) {
         o.reason = "missed";
         snprintf(o.detail, sizeof(o.detail),
                  "the ticks from %" PRId64 " to %" PRId64 " (Unix ms) "
@@ -416,7 +429,12 @@ static void read_due(const struct db_res *res, size_t i, struct due *d)
     d->request = dup_col(res, i, 12);
 }
 
-static void poll_due(struct scheduler *s)
+/* Fires (or skips) the due ticks, up to SCHEDULER_MAX_DUE; returns how
+ * many it read, so the caller polls again at once when more may be due.
+ * Ticks due at the same time come in an order of this replica's own (a
+ * hash of name and replica id): replicas start on different schedules
+ * instead of queueing on the same locks. */
+static size_t poll_due(struct scheduler *s)
 {
     struct db_res *res = NULL;
     struct due due[SCHEDULER_MAX_DUE];
@@ -430,8 +448,8 @@ static void poll_due(struct scheduler *s)
         "(extract(epoch FROM s.end_at) * 1000)::bigint, "
         "handoff_schedule_run_request(s)::text FROM schedules s "
         "WHERE s.enabled AND s.next_fire_at <= now() "
-        "ORDER BY s.next_fire_at LIMIT 100",
-        0, NULL, &res);
+        "ORDER BY s.next_fire_at, hashtext(s.name || $1) LIMIT 100",
+        1, (const char *[]){s->bg.id}, &res);
 
     for (size_t i = 0; rc == ST_OK && i < db_res_rows(res); i++) {
         read_due(res, i, &due[n++]);
@@ -443,6 +461,7 @@ static void poll_due(struct scheduler *s)
         }
         due_cleanup(&due[i]);
     }
+    return n;
 }
 
 /* Renews the leases of runs still active and releases the others. */
@@ -483,17 +502,21 @@ static void *scheduler_main(void *arg)
     struct scheduler *s = arg;
 
     while (!bgthread_stopping(&s->bg)) {
+        bool more = false;
+
         if (bgthread_db_ready(&s->bg, s->cfg.schema_ready, s->cfg.arg)) {
             if (clock_mono_ns() - s->leases_renewed_mono_ns >= CLOCK_NS_PER_S) {
                 renew_leases(s);
                 s->leases_renewed_mono_ns = clock_mono_ns();
             }
-            poll_due(s);
+            more = poll_due(s) == SCHEDULER_MAX_DUE;
             if (!bgthread_stopping(&s->bg)) {
                 series_drive(s->bg.db, s->cfg.bus, s->cfg.metrics);
             }
         }
-        bgthread_nap(&s->bg, s->cfg.poll_ms);
+        if (!more) {
+            bgthread_nap(&s->bg, s->cfg.poll_ms);
+        }
     }
     return NULL;
 }

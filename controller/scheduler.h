@@ -22,9 +22,13 @@ struct scheduler;
 /* The lease of a singleton schedule's active run, renewed every second
  * while the run is queued or running. */
 #define SCHEDULER_LEASE_TTL_MS 10000
-/* A due tick later than this (or more than one due tick) is a missed one:
- * it follows the schedule's catch-up policy. */
+/* Ticks are missed, and follow the schedule's catch-up policy, when the
+ * oldest due tick is older than SCHEDULER_GRACE_MS or the tick after it is
+ * overdue by more than SCHEDULER_SLACK_MS (the controllers were away).
+ * Otherwise a due tick is only late (a slow poll, a tick lock left by a
+ * replica that died) and fires, oldest first. */
 #define SCHEDULER_GRACE_MS 30000
+#define SCHEDULER_SLACK_MS 2000
 
 struct scheduler_config {
     const char *pg_dsn;

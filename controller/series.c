@@ -348,7 +348,7 @@ static void start_run(struct db *d, struct bus *bus, struct cmetrics *m,
     struct run_request req;
     struct runreq_error err = {0};
     struct store_reply reply = {0};
-    struct store_run_hook hook = {start_in_transaction, (void *)p};
+    struct store_run_hook hook = {start_in_transaction, (void *)p, true};
 
     if (runreq_parse(p->request, strlen(p->request), false, &req, &err) !=
         ST_OK) {

@@ -610,7 +610,7 @@ void store_create_run_ex(struct db *d, struct bus *bus,
     }
     /* Stored: from here on the run cannot be lost. */
     publish_job(d, bus, job_id, now_ms, subject, &payload);
-    rc = run_json(d, out->run_id, &out->body);
+    rc = hook && hook->no_body ? ST_OK : run_json(d, out->run_id, &out->body);
     if (rc != ST_OK) {
         reply_db_error(out, rc);
         goto done;

@@ -65,6 +65,7 @@ void store_create_run(struct db *d, struct bus *bus,
 struct store_run_hook {
     int (*in_transaction)(struct db *d, int64_t run_id, void *arg);
     void *arg;
+    bool no_body; /* the caller needs no JSON of the run in out->body */
 };
 
 /* store_create_run with a hook (NULL: none). */
