@@ -266,6 +266,17 @@ static struct task *task_new(struct api *a, struct httpd_req *req,
     return t;
 }
 
+/* The task keeps a copy of the request's body (the request may be gone
+ * when the database thread reads it). */
+static void task_take_body(struct task *t)
+{
+    size_t len = 0;
+    const char *body = httpd_req_body(t->req, &len);
+
+    t->body = mem_strndup(body ? body : "", len);
+    t->body_len = len;
+}
+
 static void submit(struct task *t)
 {
     if (dbpool_submit(t->api->deps.pool, task_work, task_done, t) != ST_OK) {
@@ -386,17 +397,13 @@ static void on_cancel_run(struct httpd_req *req, void *arg)
 {
     struct api *a = arg;
     struct task *t;
-    size_t len;
-    const char *body;
 
     if (!check_ready(a, req)) {
         return;
     }
-    body = httpd_req_body(req, &len);
     t = task_new(a, req, TASK_CANCEL, "/api/v1/runs/{id}/cancel");
     t->id = dup_opt(httpd_req_param(req, "id"));
-    t->body = mem_strndup(body, len);
-    t->body_len = len;
+    task_take_body(t);
     submit(t);
 }
 
@@ -451,8 +458,6 @@ static void on_schedule(struct httpd_req *req, void *arg, enum task_kind kind,
 {
     struct api *a = arg;
     struct task *t;
-    size_t len = 0;
-    const char *body;
 
     if (!check_ready(a, req)) {
         return;
@@ -460,9 +465,7 @@ static void on_schedule(struct httpd_req *req, void *arg, enum task_kind kind,
     t = task_new(a, req, kind, route);
     t->name = dup_opt(httpd_req_param(req, "name"));
     if (kind == TASK_SCHED_CREATE || kind == TASK_SCHED_PATCH) {
-        body = httpd_req_body(req, &len);
-        t->body = mem_strndup(body ? body : "", len);
-        t->body_len = len;
+        task_take_body(t);
     }
     submit(t);
 }
@@ -497,17 +500,13 @@ static void on_retention(struct httpd_req *req, void *arg, enum task_kind kind)
 {
     struct api *a = arg;
     struct task *t;
-    size_t len = 0;
-    const char *body;
 
     if (!check_ready(a, req)) {
         return;
     }
     t = task_new(a, req, kind, "/api/v1/retention");
     if (kind == TASK_RETENTION_PUT) {
-        body = httpd_req_body(req, &len);
-        t->body = mem_strndup(body ? body : "", len);
-        t->body_len = len;
+        task_take_body(t);
     }
     if (kind == TASK_RETENTION_DELETE) {
         t->strings[0] = dup_opt(httpd_req_query(req, "namespace"));
@@ -537,8 +536,6 @@ static void on_series(struct httpd_req *req, void *arg, enum task_kind kind,
 {
     struct api *a = arg;
     struct task *t;
-    size_t len = 0;
-    const char *body;
 
     if (!check_ready(a, req)) {
         return;
@@ -546,9 +543,7 @@ static void on_series(struct httpd_req *req, void *arg, enum task_kind kind,
     t = task_new(a, req, kind, route);
     t->id = dup_opt(httpd_req_param(req, "id"));
     if (kind == TASK_SERIES_CREATE) {
-        body = httpd_req_body(req, &len);
-        t->body = mem_strndup(body ? body : "", len);
-        t->body_len = len;
+        task_take_body(t);
     }
     submit(t);
 }
