@@ -170,22 +170,13 @@ out:
 
 void retention_list(struct db *d, struct store_reply *out)
 {
-    struct db_res *res = NULL;
-    int rc =
-        db_exec_ctx(d, "retention: list",
-                    "SELECT jsonb_build_object('policies', coalesce(jsonb_agg("
-                    "handoff_retention_json(p) ORDER BY p.namespace, p.suite), "
-                    "'[]'::jsonb))::text FROM retention_policies p",
-                    0, NULL, &res);
-
     memset(out, 0, sizeof(*out));
-    if (rc != ST_OK) {
-        store_reply_db_error(out, rc);
-    } else {
-        out->status = 200;
-        out->body = mem_strdup(db_res_get(res, 0, 0));
-    }
-    db_res_free(res);
+    (void)store_reply_json(
+        d, "retention: list",
+        "SELECT jsonb_build_object('policies', coalesce(jsonb_agg("
+        "handoff_retention_json(p) ORDER BY p.namespace, p.suite), "
+        "'[]'::jsonb))::text FROM retention_policies p",
+        0, NULL, 200, "", out);
 }
 
 void retention_put(struct db *d, const char *body, size_t len,

@@ -20,10 +20,7 @@ static const char *const known_fields[] = {
     "test_timeout", "queue_timeout", "count",       "pool",         "trigger",
 };
 
-static int fail(struct runreq_error *err, const char *code, const char *fmt,
-                ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(struct runreq_error *err, const char *code, const char *fmt,
+int runreq_fail(struct runreq_error *err, const char *code, const char *fmt,
                 ...)
 {
     va_list ap;
@@ -61,16 +58,16 @@ static int get_string(json_t *obj, const char *key, size_t max,
         return ST_OK;
     }
     if (!json_is_string(v)) {
-        return fail(err, "invalid_argument", "field \"%s\": want a string",
-                    key);
+        return runreq_fail(err, "invalid_argument",
+                           "field \"%s\": want a string", key);
     }
     if (json_string_length(v) > max) {
-        return fail(err, "invalid_argument",
-                    "field \"%s\": longer than %zu bytes", key, max);
+        return runreq_fail(err, "invalid_argument",
+                           "field \"%s\": longer than %zu bytes", key, max);
     }
     if (strlen(json_string_value(v)) != json_string_length(v)) {
-        return fail(err, "invalid_argument",
-                    "field \"%s\": contains a NUL character", key);
+        return runreq_fail(err, "invalid_argument",
+                           "field \"%s\": contains a NUL character", key);
     }
     *out = json_string_value(v);
     return ST_OK;
@@ -86,9 +83,9 @@ static int get_int(json_t *obj, const char *key, int min, int max, int *out,
     }
     if (!json_is_integer(v) || json_integer_value(v) < min ||
         json_integer_value(v) > max) {
-        return fail(err, "invalid_argument",
-                    "field \"%s\": want an integer from %d to %d", key, min,
-                    max);
+        return runreq_fail(err, "invalid_argument",
+                           "field \"%s\": want an integer from %d to %d", key,
+                           min, max);
     }
     *out = (int)json_integer_value(v);
     return ST_OK;
@@ -105,15 +102,16 @@ static int get_duration(json_t *obj, const char *key, int64_t *out_ms,
         return rc;
     }
     if (clock_parse_duration(text, &ns) != ST_OK || ns <= 0) {
-        return fail(err, "invalid_argument",
-                    "field \"%s\": not a duration: \"%s\" (use e.g. 90s, "
-                    "10m, 1h30m)",
-                    key, text);
+        return runreq_fail(
+            err, "invalid_argument",
+            "field \"%s\": not a duration: \"%s\" (use e.g. 90s, "
+            "10m, 1h30m)",
+            key, text);
     }
     if (ns / CLOCK_NS_PER_MS > RUNREQ_MAX_DURATION_MS || ns < CLOCK_NS_PER_MS) {
-        return fail(err, "invalid_argument",
-                    "field \"%s\": \"%s\" is out of range (1ms to 168h)", key,
-                    text);
+        return runreq_fail(err, "invalid_argument",
+                           "field \"%s\": \"%s\" is out of range (1ms to 168h)",
+                           key, text);
     }
     *out_ms = ns / CLOCK_NS_PER_MS;
     return ST_OK;
@@ -130,32 +128,33 @@ static int get_params(json_t *obj, struct run_request *r,
         return ST_OK;
     }
     if (!json_is_object(v)) {
-        return fail(err, "invalid_argument",
-                    "field \"params\": want an object of strings");
+        return runreq_fail(err, "invalid_argument",
+                           "field \"params\": want an object of strings");
     }
     if (json_object_size(v) > RUNREQ_MAX_PARAMS) {
-        return fail(err, "invalid_argument",
-                    "field \"params\": more than %d parameters",
-                    RUNREQ_MAX_PARAMS);
+        return runreq_fail(err, "invalid_argument",
+                           "field \"params\": more than %d parameters",
+                           RUNREQ_MAX_PARAMS);
     }
     json_object_foreach(v, key, val)
     {
         if (!*key || strlen(key) > RUNREQ_MAX_PARAM_KEY) {
-            return fail(err, "invalid_argument",
-                        "field \"params\": a key is empty or longer than %d "
-                        "bytes",
-                        RUNREQ_MAX_PARAM_KEY);
+            return runreq_fail(
+                err, "invalid_argument",
+                "field \"params\": a key is empty or longer than %d "
+                "bytes",
+                RUNREQ_MAX_PARAM_KEY);
         }
         if (!json_is_string(val)) {
-            return fail(err, "invalid_argument",
-                        "field \"params.%s\": want a string", key);
+            return runreq_fail(err, "invalid_argument",
+                               "field \"params.%s\": want a string", key);
         }
         if (json_string_length(val) > RUNREQ_MAX_PARAM_VALUE ||
             strlen(json_string_value(val)) != json_string_length(val)) {
-            return fail(err, "invalid_argument",
-                        "field \"params.%s\": longer than %d bytes or "
-                        "contains NUL",
-                        key, RUNREQ_MAX_PARAM_VALUE);
+            return runreq_fail(err, "invalid_argument",
+                               "field \"params.%s\": longer than %d bytes or "
+                               "contains NUL",
+                               key, RUNREQ_MAX_PARAM_VALUE);
         }
         result_kv_set(&r->params, &r->n_params, key, json_string_value(val));
     }
@@ -175,7 +174,7 @@ static int check_filters(const char *run, const char *skip,
 
     if (testfilter_init(&f, run, skip, "field \"run\"", "field \"skip\"", msg,
                         sizeof(msg)) != ST_OK) {
-        return fail(err, "invalid_argument", "%s", msg);
+        return runreq_fail(err, "invalid_argument", "%s", msg);
     }
     testfilter_cleanup(&f);
     return ST_OK;
@@ -198,12 +197,13 @@ int runreq_parse(const char *body, size_t len, bool allow_schedule,
     r.count = 1;
     r.queue_timeout_ms = RUNREQ_DEFAULT_QUEUE_TIMEOUT_MS;
     if (!obj) {
-        fail(err, "malformed_json", "the body is not valid JSON: %s (line %d)",
-             jerr.text, jerr.line);
+        runreq_fail(err, "malformed_json",
+                    "the body is not valid JSON: %s (line %d)", jerr.text,
+                    jerr.line);
         goto out;
     }
     if (!json_is_object(obj)) {
-        fail(err, "malformed_json", "the body must be a JSON object");
+        runreq_fail(err, "malformed_json", "the body must be a JSON object");
         goto out;
     }
     json_object_foreach(obj, key, val)
@@ -215,7 +215,7 @@ int runreq_parse(const char *body, size_t len, bool allow_schedule,
             known = known || strcmp(key, known_fields[i]) == 0;
         }
         if (!known) {
-            fail(err, "unknown_field", "unknown field \"%.100s\"", key);
+            runreq_fail(err, "unknown_field", "unknown field \"%.100s\"", key);
             goto out;
         }
     }
@@ -237,20 +237,20 @@ int runreq_parse(const char *body, size_t len, bool allow_schedule,
         goto out;
     }
     if (!suite) {
-        fail(err, "invalid_argument", "field \"suite\" is required");
+        runreq_fail(err, "invalid_argument", "field \"suite\" is required");
         goto out;
     }
     if (!is_name(suite) || (ns && !is_name(ns)) || (pool && !is_name(pool))) {
-        fail(err, "invalid_argument",
-             "fields \"suite\", \"namespace\" and \"pool\": use 1-128 "
-             "characters of [A-Za-z0-9_.-]");
+        runreq_fail(err, "invalid_argument",
+                    "fields \"suite\", \"namespace\" and \"pool\": use 1-128 "
+                    "characters of [A-Za-z0-9_.-]");
         goto out;
     }
     if (trigger && strcmp(trigger, "api") != 0 && strcmp(trigger, "cli") != 0 &&
         strcmp(trigger, "ui") != 0 &&
         !(allow_schedule && strcmp(trigger, "schedule") == 0)) {
-        fail(err, "invalid_argument",
-             "field \"trigger\": want \"api\", \"cli\" or \"ui\"");
+        runreq_fail(err, "invalid_argument",
+                    "field \"trigger\": want \"api\", \"cli\" or \"ui\"");
         goto out;
     }
     if (check_filters(run, skip, err) != ST_OK) {

@@ -44,6 +44,11 @@ struct runreq_error {
     char message[512];
 };
 
+/* Fills err (code, printf message) and returns ST_INVALID: for parsers of
+ * bodies that hold a run request (schedules, series). */
+int runreq_fail(struct runreq_error *err, const char *code, const char *fmt,
+                ...) __attribute__((format(printf, 3, 4)));
+
 /* Parses body into out (caller storage; runreq_cleanup). allow_schedule
  * lets the trigger be "schedule" (the scheduler's own requests). Returns 0,
  * or ST_INVALID with err filled and out untouched. */

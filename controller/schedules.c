@@ -4,7 +4,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,21 +20,6 @@ static const char *const own_fields[] = {
     "name",           "expression", "time_zone", "enabled",
     "overlap_policy", "catch_up",   "max_runs",  "end_at",
 };
-
-static int fail(struct runreq_error *err, const char *code, const char *fmt,
-                ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(struct runreq_error *err, const char *code, const char *fmt,
-                ...)
-{
-    va_list ap;
-
-    err->code = code;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-    return ST_INVALID;
-}
 
 static bool is_own(const char *key)
 {
@@ -74,9 +58,9 @@ static int get_string(json_t *obj, const char *key, size_t max,
     }
     if (!json_is_string(v) || json_string_length(v) > max ||
         strlen(json_string_value(v)) != json_string_length(v)) {
-        return fail(err, "invalid_argument",
-                    "field \"%s\": want a string of at most %zu bytes", key,
-                    max);
+        return runreq_fail(err, "invalid_argument",
+                           "field \"%s\": want a string of at most %zu bytes",
+                           key, max);
     }
     *out = json_string_value(v);
     return ST_OK;
@@ -93,8 +77,8 @@ static int get_choice(json_t *obj, const char *key, const char *no,
         return rc;
     }
     if (strcmp(v, yes) != 0 && strcmp(v, no) != 0) {
-        return fail(err, "invalid_argument",
-                    "field \"%s\": want \"%s\" or \"%s\"", key, no, yes);
+        return runreq_fail(err, "invalid_argument",
+                           "field \"%s\": want \"%s\" or \"%s\"", key, no, yes);
     }
     *out = strcmp(v, yes) == 0;
     return ST_OK;
@@ -122,24 +106,24 @@ static int get_own_fields(json_t *obj, struct schedule_def *s,
         return rc;
     }
     if (enabled && !json_is_null(enabled) && !json_is_boolean(enabled)) {
-        return fail(err, "invalid_argument",
-                    "field \"enabled\": want true or false");
+        return runreq_fail(err, "invalid_argument",
+                           "field \"enabled\": want true or false");
     }
     s->enabled = !enabled || json_is_null(enabled) || json_is_true(enabled);
     if (max_runs && !json_is_null(max_runs)) {
         if (!json_is_integer(max_runs) || json_integer_value(max_runs) < 1 ||
             json_integer_value(max_runs) > INT_MAX) {
-            return fail(err, "invalid_argument",
-                        "field \"max_runs\": want an integer from 1 to %d",
-                        INT_MAX);
+            return runreq_fail(
+                err, "invalid_argument",
+                "field \"max_runs\": want an integer from 1 to %d", INT_MAX);
         }
         s->max_runs = (int)json_integer_value(max_runs);
     }
     if (end_at && (clock_parse_rfc3339(end_at, &s->end_at_ns) != ST_OK ||
                    s->end_at_ns <= 0)) {
-        return fail(err, "invalid_argument",
-                    "field \"end_at\": want an RFC 3339 time, e.g. "
-                    "2026-12-31T23:00:00Z");
+        return runreq_fail(err, "invalid_argument",
+                           "field \"end_at\": want an RFC 3339 time, e.g. "
+                           "2026-12-31T23:00:00Z");
     }
     return ST_OK;
 }
@@ -175,18 +159,20 @@ static int check_timing(const char *expr, const char *zone, struct cron **out,
     int rc;
 
     if (!tz_is_valid_name(zone)) {
-        return fail(err, "invalid_argument",
-                    "field \"time_zone\": \"%.64s\" is not a zone name "
-                    "(want an IANA name such as Europe/Berlin)",
-                    zone);
+        return runreq_fail(err, "invalid_argument",
+                           "field \"time_zone\": \"%.64s\" is not a zone name "
+                           "(want an IANA name such as Europe/Berlin)",
+                           zone);
     }
     rc = tz_new(zone, &z, msg, sizeof(msg));
     tz_free(z);
     if (rc != ST_OK) {
-        return fail(err, "invalid_argument", "field \"time_zone\": %s", msg);
+        return runreq_fail(err, "invalid_argument", "field \"time_zone\": %s",
+                           msg);
     }
     if (cron_parse(expr, zone, out, msg, sizeof(msg)) != ST_OK) {
-        return fail(err, "invalid_argument", "field \"expression\": %s", msg);
+        return runreq_fail(err, "invalid_argument", "field \"expression\": %s",
+                           msg);
     }
     return ST_OK;
 }
@@ -205,18 +191,19 @@ int schedules_parse(const char *body, size_t len, struct schedule_def *out,
 
     memset(&s, 0, sizeof(s));
     if (!obj) {
-        fail(err, "malformed_json", "the body is not valid JSON: %s (line %d)",
-             jerr.text, jerr.line);
+        runreq_fail(err, "malformed_json",
+                    "the body is not valid JSON: %s (line %d)", jerr.text,
+                    jerr.line);
         goto out;
     }
     if (!json_is_object(obj)) {
-        fail(err, "malformed_json", "the body must be a JSON object");
+        runreq_fail(err, "malformed_json", "the body must be a JSON object");
         goto out;
     }
     if (json_object_get(obj, "trigger")) {
-        fail(err, "unknown_field",
-             "unknown field \"trigger\" (a schedule's runs have trigger "
-             "\"schedule\")");
+        runreq_fail(err, "unknown_field",
+                    "unknown field \"trigger\" (a schedule's runs have trigger "
+                    "\"schedule\")");
         goto out;
     }
     if (parse_run_fields(obj, &s.run, err) != ST_OK ||
@@ -224,16 +211,16 @@ int schedules_parse(const char *body, size_t len, struct schedule_def *out,
         goto out;
     }
     if (!name || !is_name(name)) {
-        fail(err, "invalid_argument",
-             "field \"name\" is required: 1-%d characters of "
-             "[A-Za-z0-9_.-]",
-             SCHEDULES_MAX_NAME);
+        runreq_fail(err, "invalid_argument",
+                    "field \"name\" is required: 1-%d characters of "
+                    "[A-Za-z0-9_.-]",
+                    SCHEDULES_MAX_NAME);
         goto out;
     }
     if (!expr) {
-        fail(err, "invalid_argument",
-             "field \"expression\" is required (e.g. \"*/5 * * * *\", "
-             "\"@hourly\", \"@every 30s\")");
+        runreq_fail(err, "invalid_argument",
+                    "field \"expression\" is required (e.g. \"*/5 * * * *\", "
+                    "\"@hourly\", \"@every 30s\")");
         goto out;
     }
     if (check_timing(expr, zone ? zone : "UTC", &c, err) != ST_OK) {
@@ -338,32 +325,6 @@ int64_t schedules_last_due(const struct cron *c, int64_t next_ns,
 
 /* ---- Rows --------------------------------------------------------------- */
 
-static void reply_error(struct store_reply *r, int status, const char *code,
-                        const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void reply_error(struct store_reply *r, int status, const char *code,
-                        const char *fmt, ...)
-{
-    va_list ap;
-
-    r->status = status;
-    r->error_code = code;
-    va_start(ap, fmt);
-    vsnprintf(r->error_message, sizeof(r->error_message), fmt, ap);
-    va_end(ap);
-}
-
-static void reply_db_error(struct store_reply *r, int rc)
-{
-    if (rc == ST_UPSTREAM) {
-        reply_error(r, 503, "unavailable",
-                    "the database is not reachable; nothing was changed");
-    } else {
-        reply_error(r, 500, "internal", "database error (%s)", status_str(rc));
-    }
-}
-
 #define COLUMNS 23
 
 /* The text parameters of a schedule's columns, in the order of the INSERT
@@ -441,26 +402,18 @@ static int64_t first_tick(const struct schedule_def *s, const struct cron *c,
 static void reply_schedule(struct db *d, const char *name, int status,
                            struct store_reply *out)
 {
-    const char *p[1] = {name};
-    struct db_res *res = NULL;
-    int rc = db_exec(d,
-                     "SELECT handoff_schedule_json(s)::text FROM schedules s "
-                     "WHERE name = $1",
-                     1, p, &res);
+    char not_found[SCHEDULES_MAX_NAME + 32];
 
-    if (rc != ST_OK) {
-        reply_db_error(out, rc);
-    } else if (db_res_rows(res) == 0) {
-        reply_error(out, 404, "not_found", "no schedule \"%s\"", name);
-    } else {
-        out->status = status;
-        out->body = mem_strdup(db_res_get(res, 0, 0));
-        if (strlen(name) + 20 < sizeof(out->location)) {
-            snprintf(out->location, sizeof(out->location),
-                     "/api/v1/schedules/%s", name);
-        }
+    snprintf(not_found, sizeof(not_found), "no schedule \"%s\"", name);
+    if (store_reply_json(d, "schedules: get",
+                         "SELECT handoff_schedule_json(s)::text FROM "
+                         "schedules s WHERE name = $1",
+                         1, (const char *[]){name}, status, not_found,
+                         out) == ST_OK &&
+        strlen(name) + 20 < sizeof(out->location)) {
+        snprintf(out->location, sizeof(out->location), "/api/v1/schedules/%s",
+                 name);
     }
-    db_res_free(res);
 }
 
 /* Parses body and checks its suite; 0, or out holds the answer. */
@@ -471,7 +424,7 @@ static int parse_and_check(struct db *d, const char *body, size_t len,
     struct runreq_error err = {0};
 
     if (schedules_parse(body, len, s, c, &err) != ST_OK) {
-        reply_error(out, 400, err.code, "%s", err.message);
+        store_reply_error(out, 400, err.code, "%s", err.message);
         return ST_INVALID;
     }
     if (store_check_suite(d, &s->run, ns, ns_len, out) != ST_OK) {
@@ -512,12 +465,13 @@ void schedules_create(struct db *d, const char *body, size_t len,
                  "$23::bigint * interval '1 millisecond')",
                  COLUMNS, rp.p, NULL);
     if (rc == ST_CONFLICT) {
-        reply_error(out, 409, "conflict",
-                    "a schedule named \"%s\" exists already (PATCH it, or "
-                    "DELETE it first)",
-                    s.name);
+        store_reply_error(
+            out, 409, "conflict",
+            "a schedule named \"%s\" exists already (PATCH it, or "
+            "DELETE it first)",
+            s.name);
     } else if (rc != ST_OK) {
-        reply_db_error(out, rc);
+        store_reply_db_error(out, rc);
     } else {
         reply_schedule(d, s.name, 201, out);
     }
@@ -528,30 +482,21 @@ void schedules_create(struct db *d, const char *body, size_t len,
 
 void schedules_list(struct db *d, struct store_reply *out)
 {
-    struct db_res *res = NULL;
-    int rc;
-
     memset(out, 0, sizeof(*out));
-    rc = db_exec(d,
-                 "SELECT jsonb_build_object('schedules', coalesce(jsonb_agg("
-                 "handoff_schedule_json(s) ORDER BY s.name), "
-                 "'[]'::jsonb))::text FROM schedules s",
-                 0, NULL, &res);
-    if (rc != ST_OK) {
-        reply_db_error(out, rc);
-    } else {
-        out->status = 200;
-        out->body = mem_strdup(db_res_get(res, 0, 0));
-    }
-    db_res_free(res);
+    (void)store_reply_json(
+        d, "schedules: list",
+        "SELECT jsonb_build_object('schedules', coalesce(jsonb_agg("
+        "handoff_schedule_json(s) ORDER BY s.name), '[]'::jsonb))::text "
+        "FROM schedules s",
+        0, NULL, 200, "", out);
 }
 
 void schedules_get(struct db *d, const char *name, struct store_reply *out)
 {
     memset(out, 0, sizeof(*out));
     if (!name || !is_name(name)) {
-        reply_error(out, 404, "not_found", "no schedule \"%.64s\"",
-                    name ? name : "");
+        store_reply_error(out, 404, "not_found", "no schedule \"%.64s\"",
+                          name ? name : "");
         return;
     }
     reply_schedule(d, name, 200, out);
@@ -575,16 +520,17 @@ static int merged_body(struct db *d, const char *name, const char *patch,
     int rc;
 
     if (!json_is_object(want)) {
-        reply_error(out, 400, "malformed_json",
-                    "the body must be a JSON object");
+        store_reply_error(out, 400, "malformed_json",
+                          "the body must be a JSON object");
         json_decref(want);
         return ST_INVALID;
     }
     if (new_name && !(json_is_string(new_name) &&
                       strcmp(json_string_value(new_name), name) == 0)) {
-        reply_error(out, 400, "invalid_argument",
-                    "field \"name\": a schedule cannot be renamed (create "
-                    "another and delete this one)");
+        store_reply_error(
+            out, 400, "invalid_argument",
+            "field \"name\": a schedule cannot be renamed (create "
+            "another and delete this one)");
         json_decref(want);
         return ST_INVALID;
     }
@@ -593,9 +539,9 @@ static int merged_body(struct db *d, const char *name, const char *patch,
                  "WHERE name = $1 FOR UPDATE",
                  1, p, &res);
     if (rc != ST_OK) {
-        reply_db_error(out, rc);
+        store_reply_db_error(out, rc);
     } else if (db_res_rows(res) == 0) {
-        reply_error(out, 404, "not_found", "no schedule \"%s\"", name);
+        store_reply_error(out, 404, "not_found", "no schedule \"%s\"", name);
         rc = ST_NOT_FOUND;
     } else {
         have = json_loads(db_res_get(res, 0, 0), 0, &jerr);
@@ -708,13 +654,13 @@ void schedules_patch(struct db *d, const char *name, const char *body,
 
     memset(out, 0, sizeof(*out));
     if (!name || !is_name(name)) {
-        reply_error(out, 404, "not_found", "no schedule \"%.64s\"",
-                    name ? name : "");
+        store_reply_error(out, 404, "not_found", "no schedule \"%.64s\"",
+                          name ? name : "");
         return;
     }
     rc = db_begin(d);
     if (rc != ST_OK) {
-        reply_db_error(out, rc);
+        store_reply_db_error(out, rc);
         return;
     }
     if (merged_body(d, name, body, len, &merged, out) != ST_OK ||
@@ -728,7 +674,7 @@ void schedules_patch(struct db *d, const char *name, const char *body,
     rc = rc ? rc : db_commit(d);
     if (rc != ST_OK) {
         db_rollback(d);
-        reply_db_error(out, rc);
+        store_reply_db_error(out, rc);
     } else {
         reply_schedule(d, name, 200, out);
         out->location[0] = '\0';
@@ -746,16 +692,16 @@ void schedules_delete(struct db *d, const char *name, struct store_reply *out)
 
     memset(out, 0, sizeof(*out));
     if (!name || !is_name(name)) {
-        reply_error(out, 404, "not_found", "no schedule \"%.64s\"",
-                    name ? name : "");
+        store_reply_error(out, 404, "not_found", "no schedule \"%.64s\"",
+                          name ? name : "");
         return;
     }
     rc = db_exec(d, "DELETE FROM schedules WHERE name = $1 RETURNING id", 1, p,
                  &res);
     if (rc != ST_OK) {
-        reply_db_error(out, rc);
+        store_reply_db_error(out, rc);
     } else if (db_res_rows(res) == 0) {
-        reply_error(out, 404, "not_found", "no schedule \"%s\"", name);
+        store_reply_error(out, 404, "not_found", "no schedule \"%s\"", name);
     } else {
         json_t *o = json_pack("{s:s}", "deleted", name);
 

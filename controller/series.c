@@ -112,18 +112,11 @@ static int take_def(json_t *obj, struct series_def *def, struct store_reply *r)
 static void reply_series(struct db *d, const char *sql, const char *id,
                          int status, struct store_reply *out)
 {
-    struct db_res *res = NULL;
-    int rc = db_exec_ctx(d, "series", sql, 1, (const char *[]){id}, &res);
+    char not_found[160];
 
-    if (rc != ST_OK) {
-        store_reply_db_error(out, rc);
-    } else if (db_res_rows(res) == 0) {
-        store_reply_error(out, 404, "not_found", "no series %s", id);
-    } else {
-        out->status = status;
-        out->body = mem_strdup(db_res_get(res, 0, 0));
-    }
-    db_res_free(res);
+    snprintf(not_found, sizeof(not_found), "no series %s", id);
+    (void)store_reply_json(d, "series", sql, 1, (const char *[]){id}, status,
+                           not_found, out);
 }
 
 void series_create(struct db *d, const char *body, size_t len,
@@ -203,22 +196,13 @@ done:
 
 void series_list(struct db *d, struct store_reply *out)
 {
-    struct db_res *res = NULL;
-    int rc = db_exec_ctx(
+    memset(out, 0, sizeof(*out));
+    (void)store_reply_json(
         d, "series: list",
         "SELECT jsonb_build_object('series', coalesce(jsonb_agg("
         "handoff_series_json(s) ORDER BY s.id DESC), '[]'::jsonb))::text "
         "FROM (SELECT * FROM series ORDER BY id DESC LIMIT 50) s",
-        0, NULL, &res);
-
-    memset(out, 0, sizeof(*out));
-    if (rc != ST_OK) {
-        store_reply_db_error(out, rc);
-    } else {
-        out->status = 200;
-        out->body = mem_strdup(db_res_get(res, 0, 0));
-    }
-    db_res_free(res);
+        0, NULL, 200, "", out);
 }
 
 void series_get(struct db *d, const char *id, struct store_reply *out)

@@ -72,6 +72,26 @@ void store_reply_db_error(struct store_reply *r, int rc)
     reply_db_error(r, rc);
 }
 
+int store_reply_json(struct db *d, const char *what, const char *sql,
+                     int nparams, const char *const *params, int status,
+                     const char *not_found, struct store_reply *out)
+{
+    struct db_res *res = NULL;
+    int rc = db_exec_ctx(d, what, sql, nparams, params, &res);
+
+    if (rc != ST_OK) {
+        reply_db_error(out, rc);
+    } else if (db_res_rows(res) == 0) {
+        reply_error(out, 404, "not_found", "%s", not_found);
+        rc = ST_NOT_FOUND;
+    } else {
+        out->status = status;
+        out->body = mem_strdup(db_res_get(res, 0, 0));
+    }
+    db_res_free(res);
+    return rc;
+}
+
 static void reply_db_error(struct store_reply *r, int rc)
 {
     if (rc == ST_UPSTREAM) {

@@ -41,6 +41,15 @@ void store_reply_error(struct store_reply *r, int status, const char *code,
  * client may retry), 500 otherwise. */
 void store_reply_db_error(struct store_reply *r, int rc);
 
+/* Answers with what sql returns: the JSON text in the first column of its
+ * first row becomes out's body with status. No row: 404 not_found with
+ * the message not_found. A database failure: store_reply_db_error.
+ * Returns 0 when out holds the body, else a status (ST_NOT_FOUND for no
+ * row). what names the statement in logs. */
+int store_reply_json(struct db *d, const char *what, const char *sql,
+                     int nparams, const char *const *params, int status,
+                     const char *not_found, struct store_reply *out);
+
 /* Resolves a suite name (and namespace, NULL: any) against the catalog as
  * POST /api/v1/runs does. Returns 0 with the suite's namespace in ns
  * (ns_len bytes); ST_NOT_FOUND with out filled as a 404 (naming close
