@@ -30,7 +30,7 @@
 
 #include "report.h"
 #include "report_int.h"
-#include "utf8.h"
+#include "xmlw.h"
 
 struct junit_counts {
     size_t tests;
@@ -40,83 +40,16 @@ struct junit_counts {
     double time_s;
 };
 
-/* Appends s[0..n) escaped for XML 1.0: in an attribute (attr) line breaks
- * and tabs become character references so they survive attribute value
- * normalisation; in text they stay as they are. Characters XML cannot
- * carry (most control characters, U+FFFE, U+FFFF) are written as \xNN,
- * invalid UTF-8 as U+FFFD. */
-static void xml_escape_as(struct buf *b, const char *s, size_t n, bool attr)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char c = p[i];
-        size_t len;
-
-        if (c >= 0x80) {
-            len = utf8_seq_len(p + i, n - i);
-            if (len == 0) {
-                buf_adds(b, "\xEF\xBF\xBD");
-                i++;
-            } else if (len == 3 && c == 0xEF && p[i + 1] == 0xBF &&
-                       (p[i + 2] == 0xBE || p[i + 2] == 0xBF)) {
-                buf_adds(b, "\xEF\xBF\xBD");
-                i += 3;
-            } else {
-                buf_add(b, s + i, len);
-                i += len;
-            }
-            continue;
-        }
-        switch (c) {
-        case '&':
-            buf_adds(b, "&amp;");
-            break;
-        case '<':
-            buf_adds(b, "&lt;");
-            break;
-        case '>':
-            buf_adds(b, "&gt;");
-            break;
-        case '"':
-            buf_adds(b, "&quot;");
-            break;
-        case '\'':
-            buf_adds(b, "&apos;");
-            break;
-        case '\n':
-            buf_adds(b, attr ? "&#10;" : "\n");
-            break;
-        case '\r':
-            buf_adds(b, "&#13;");
-            break;
-        case '\t':
-            buf_adds(b, attr ? "&#9;" : "\t");
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                buf_addf(b, "\\x%02x", c);
-            } else {
-                buf_addc(b, (char)c);
-            }
-        }
-        i++;
-    }
-}
-
 /* Text content. */
 static void xml_escape(struct buf *b, const char *s, size_t n)
 {
-    xml_escape_as(b, s, n, false);
+    xmlw_escape(b, s, n, false);
 }
 
 /* An attribute value. */
 static void xml_str(struct buf *b, const char *s)
 {
-    if (s) {
-        xml_escape_as(b, s, strlen(s), true);
-    }
+    xmlw_attr(b, s);
 }
 
 /* The first non-blank line of text, trimmed, at most 200 bytes: the
@@ -136,7 +69,7 @@ static void first_line(struct buf *b, const char *text)
             n--;
         }
     }
-    xml_escape_as(b, p, n, true);
+    xmlw_escape(b, p, n, true);
 }
 
 /* The <failure> (an assertion failed) or <error> (anything else that is

@@ -88,3 +88,28 @@ char *utf8_clean_dup(const char *s, size_t n)
     utf8_append_clean(&b, s, n);
     return buf_detach(&b);
 }
+
+size_t utf8_append_printable(struct buf *out, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t left = strlen(s);
+    size_t n = 0;
+
+    while (left) {
+        size_t len = utf8_seq_len(p, left);
+
+        if (len == 0) {
+            len = 1;
+            buf_addc(out, '?');
+        } else if (*p < 0x20 || *p == 0x7f ||
+                   (len == 2 && p[0] == 0xC2 && p[1] <= 0x9F)) {
+            buf_addc(out, '?');
+        } else {
+            buf_add(out, p, len);
+        }
+        p += len;
+        left -= len;
+        n++;
+    }
+    return n;
+}

@@ -20,6 +20,11 @@ bool utf8_is_clean(const char *s, size_t n);
  * U+FFFD. */
 void utf8_append_clean(struct buf *out, const char *s, size_t n);
 
+/* Appends the NUL-terminated UTF-8 s to out for a terminal: C0 and C1
+ * control characters (which could move the cursor or change colors) and
+ * invalid bytes become '?'. Returns the code points written. */
+size_t utf8_append_printable(struct buf *out, const char *s);
+
 /* A clean, NUL-terminated copy of s[0..n); free() it. */
 char *utf8_clean_dup(const char *s, size_t n);
 

@@ -1,11 +1,13 @@
 /* Encoding and decoding of the wire messages with protobuf-c. */
 #include "wire.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "event.pb-c.h"
 #include "job.pb-c.h"
+#include "load.pb-c.h"
 #include "mem.h"
 #include "result.pb-c.h"
 #include "utf8.h"
@@ -39,6 +41,216 @@ static bool result_ok(int r)
            r <= HANDOFF__V1__RESULT__RESULT_ERROR;
 }
 
+/* ---- Load specifications ---------------------------------------------- */
+
+struct wire_load *wire_load_dup(const struct wire_load *l)
+{
+    struct wire_load *d;
+
+    if (l == NULL) {
+        return NULL;
+    }
+    d = mem_zalloc(sizeof(*d));
+    *d = *l;
+    d->workflow = mem_strdup(l->workflow ? l->workflow : "");
+    d->executor = mem_strdup(l->executor ? l->executor : "");
+    d->stages = mem_calloc(l->n_stages + 1, sizeof(*d->stages));
+    if (l->n_stages > 0) {
+        memcpy(d->stages, l->stages, l->n_stages * sizeof(*d->stages));
+    }
+    d->setup_data = mem_alloc(l->setup_len + 1);
+    if (l->setup_len > 0) {
+        memcpy(d->setup_data, l->setup_data, l->setup_len);
+    }
+    d->thresholds = mem_calloc(l->n_thresholds + 1, sizeof(*d->thresholds));
+    for (size_t i = 0; i < l->n_thresholds; i++) {
+        d->thresholds[i] = mem_strdup(l->thresholds[i]);
+    }
+    return d;
+}
+
+void wire_load_free(struct wire_load *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    free(l->workflow);
+    free(l->executor);
+    free(l->stages);
+    free(l->setup_data);
+    for (size_t i = 0; i < l->n_thresholds; i++) {
+        free(l->thresholds[i]);
+    }
+    free(l->thresholds);
+    free(l);
+}
+
+/* Fills m from l; what m points to is borrowed from l or allocated in the
+ * arrays returned through stages/pstages (to free after packing). */
+static void load_to_pb(const struct wire_load *l, Handoff__V1__LoadSpec *m,
+                       Handoff__V1__LoadStage **stages,
+                       Handoff__V1__LoadStage ***pstages)
+{
+    handoff__v1__load_spec__init(m);
+    m->workflow = str_in(l->workflow);
+    m->phase = (Handoff__V1__LoadSpec__Phase)l->phase;
+    m->executor = str_in(l->executor);
+    m->vus = l->vus;
+    m->duration_ms = l->duration_ms;
+    m->rate = l->rate;
+    m->time_unit_ms = l->time_unit_ms;
+    *stages = mem_calloc(l->n_stages + 1, sizeof(**stages));
+    *pstages = mem_calloc(l->n_stages + 1, sizeof(**pstages));
+    for (size_t i = 0; i < l->n_stages; i++) {
+        handoff__v1__load_stage__init(&(*stages)[i]);
+        (*stages)[i].duration_ms = l->stages[i].duration_ms;
+        (*stages)[i].target = l->stages[i].target;
+        (*pstages)[i] = &(*stages)[i];
+    }
+    m->n_stages = l->n_stages;
+    m->stages = *pstages;
+    m->pre_allocated_vus = l->pre_allocated_vus;
+    m->max_vus = l->max_vus;
+    m->iterations = l->iterations;
+    m->graceful_stop_ms = l->graceful_stop_ms;
+    m->max_duration_ms = l->max_duration_ms;
+    m->shard = l->shard;
+    m->shards = l->shards;
+    m->start_at_unix_ns = l->start_at_unix_ns;
+    m->setup_data.data = l->setup_data;
+    m->setup_data.len = l->setup_data ? l->setup_len : 0;
+    m->n_thresholds = l->n_thresholds;
+    m->thresholds = l->thresholds;
+}
+
+static bool finite_nonneg(double v)
+{
+    return isfinite(v) && v >= 0;
+}
+
+/* A checked copy of an untrusted LoadSpec, or NULL. */
+static struct wire_load *load_from_pb(const Handoff__V1__LoadSpec *m)
+{
+    struct wire_load *l;
+
+    if (m->phase < HANDOFF__V1__LOAD_SPEC__PHASE__PHASE_SHARD ||
+        m->phase > HANDOFF__V1__LOAD_SPEC__PHASE__PHASE_TEARDOWN ||
+        !*m->workflow || m->duration_ms < 0 || !finite_nonneg(m->rate) ||
+        m->time_unit_ms < 0 || m->n_stages > WIRE_LOAD_STAGES_MAX ||
+        m->max_duration_ms < 0 || m->shards < 0 || m->shard < 0 ||
+        (m->shards > 0 && m->shard >= m->shards) ||
+        m->setup_data.len > WIRE_LOAD_SETUP_MAX ||
+        m->n_thresholds > WIRE_LOAD_THRESHOLDS_MAX) {
+        return NULL;
+    }
+    for (size_t i = 0; i < m->n_stages; i++) {
+        if (m->stages[i]->duration_ms < 0 ||
+            !finite_nonneg(m->stages[i]->target)) {
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i < m->n_thresholds; i++) {
+        if (strlen(m->thresholds[i]) > WIRE_LOAD_THRESHOLD_LEN_MAX) {
+            return NULL;
+        }
+    }
+    l = mem_zalloc(sizeof(*l));
+    l->workflow = clean(m->workflow);
+    l->phase = (enum wire_load_phase)m->phase;
+    l->executor = clean(m->executor);
+    l->vus = m->vus;
+    l->duration_ms = m->duration_ms;
+    l->rate = m->rate;
+    l->time_unit_ms = m->time_unit_ms;
+    l->stages = mem_calloc(m->n_stages + 1, sizeof(*l->stages));
+    for (size_t i = 0; i < m->n_stages; i++) {
+        l->stages[i].duration_ms = m->stages[i]->duration_ms;
+        l->stages[i].target = m->stages[i]->target;
+    }
+    l->n_stages = m->n_stages;
+    l->pre_allocated_vus = m->pre_allocated_vus;
+    l->max_vus = m->max_vus;
+    l->iterations = m->iterations;
+    l->graceful_stop_ms = m->graceful_stop_ms;
+    l->max_duration_ms = m->max_duration_ms;
+    l->shard = m->shard;
+    l->shards = m->shards;
+    l->start_at_unix_ns = m->start_at_unix_ns;
+    l->setup_data = mem_alloc(m->setup_data.len + 1);
+    if (m->setup_data.len > 0) {
+        memcpy(l->setup_data, m->setup_data.data, m->setup_data.len);
+    }
+    l->setup_len = m->setup_data.len;
+    l->thresholds = mem_calloc(m->n_thresholds + 1, sizeof(*l->thresholds));
+    for (size_t i = 0; i < m->n_thresholds; i++) {
+        l->thresholds[i] = clean(m->thresholds[i]);
+    }
+    l->n_thresholds = m->n_thresholds;
+    return l;
+}
+
+static void *bytes_dup(const ProtobufCBinaryData *b, size_t *len)
+{
+    void *p = mem_alloc(b->len + 1);
+
+    if (b->len > 0) {
+        memcpy(p, b->data, b->len);
+    }
+    *len = b->len;
+    return p;
+}
+
+void wire_load_snapshot_encode(const struct wire_load_snapshot *s,
+                               struct buf *out)
+{
+    Handoff__V1__LoadSnapshot m = HANDOFF__V1__LOAD_SNAPSHOT__INIT;
+
+    m.run_id = s->run_id;
+    m.job_id = str_in(s->job_id);
+    m.job_attempt = s->job_attempt;
+    m.shard = s->shard;
+    m.second = s->second;
+    m.t_ns = s->t_ns;
+    m.snap.data = s->snap;
+    m.snap.len = s->snap ? s->snap_len : 0;
+    pack_into(&m.base, out);
+}
+
+int wire_load_snapshot_decode(const void *data, size_t len,
+                              struct wire_load_snapshot *out)
+{
+    Handoff__V1__LoadSnapshot *m =
+        handoff__v1__load_snapshot__unpack(NULL, len, data);
+    struct wire_load_snapshot s;
+
+    if (!m) {
+        return ST_PROTOCOL;
+    }
+    if (m->run_id <= 0 || !*m->job_id || m->job_attempt < 1 || m->shard < 0 ||
+        m->second < 1 || m->second > 10000000 || m->t_ns < 0) {
+        handoff__v1__load_snapshot__free_unpacked(m, NULL);
+        return ST_PROTOCOL;
+    }
+    memset(&s, 0, sizeof(s));
+    s.run_id = m->run_id;
+    s.job_id = clean(m->job_id);
+    s.job_attempt = m->job_attempt;
+    s.shard = m->shard;
+    s.second = m->second;
+    s.t_ns = m->t_ns;
+    s.snap = bytes_dup(&m->snap, &s.snap_len);
+    handoff__v1__load_snapshot__free_unpacked(m, NULL);
+    *out = s;
+    return ST_OK;
+}
+
+void wire_load_snapshot_cleanup(struct wire_load_snapshot *s)
+{
+    free(s->job_id);
+    free(s->snap);
+    memset(s, 0, sizeof(*s));
+}
+
 /* ---- Jobs ------------------------------------------------------------- */
 
 void wire_job_encode(const struct wire_job *j, struct buf *out)
@@ -46,6 +258,9 @@ void wire_job_encode(const struct wire_job *j, struct buf *out)
     Handoff__V1__Job m = HANDOFF__V1__JOB__INIT;
     Handoff__V1__Param *params = mem_calloc(j->n_params + 1, sizeof(*params));
     Handoff__V1__Param **pp = mem_calloc(j->n_params + 1, sizeof(*pp));
+    Handoff__V1__LoadSpec spec;
+    Handoff__V1__LoadStage *stages = NULL;
+    Handoff__V1__LoadStage **pstages = NULL;
 
     m.job_id = str_in(j->job_id);
     m.run_id = j->run_id;
@@ -69,9 +284,15 @@ void wire_job_encode(const struct wire_job *j, struct buf *out)
     m.shard = j->shard;
     m.shards = j->shards;
     m.not_after_unix_ms = j->not_after_unix_ms;
+    if (j->load != NULL) {
+        load_to_pb(j->load, &spec, &stages, &pstages);
+        m.load = &spec;
+    }
     pack_into(&m.base, out);
     free(params);
     free(pp);
+    free(stages);
+    free(pstages);
 }
 
 int wire_job_decode(const void *data, size_t len, struct wire_job *out)
@@ -112,6 +333,14 @@ int wire_job_decode(const void *data, size_t len, struct wire_job *out)
     j.shard = m->shard;
     j.shards = m->shards;
     j.not_after_unix_ms = m->not_after_unix_ms;
+    if (m->load != NULL) {
+        j.load = load_from_pb(m->load);
+        if (j.load == NULL) {
+            handoff__v1__job__free_unpacked(m, NULL);
+            wire_job_cleanup(&j);
+            return ST_PROTOCOL;
+        }
+    }
     handoff__v1__job__free_unpacked(m, NULL);
     *out = j;
     return ST_OK;
@@ -125,6 +354,7 @@ void wire_job_cleanup(struct wire_job *j)
     result_kv_free(j->params, j->n_params);
     free(j->run_filter);
     free(j->skip_filter);
+    wire_load_free(j->load);
     memset(j, 0, sizeof(*j));
 }
 
@@ -252,6 +482,9 @@ void wire_result_encode(const struct result_suite *s,
 {
     Handoff__V1__JobResult m = HANDOFF__V1__JOB_RESULT__INIT;
     struct packer pk = {0};
+    Handoff__V1__LoadSpec spec;
+    Handoff__V1__LoadStage *stages = NULL;
+    Handoff__V1__LoadStage **pstages = NULL;
 
     m.job_id = str_in(meta->job_id);
     m.run_id = meta->run_id;
@@ -268,6 +501,15 @@ void wire_result_encode(const struct result_suite *s,
     m.setup = pk_phase(&pk, &s->setup);
     m.teardown = pk_phase(&pk, &s->teardown);
     m.log = (char *)buf_str(&s->log);
+    m.load_setup_data.data = meta->load_setup_data;
+    m.load_setup_data.len = meta->load_setup_data ? meta->load_setup_len : 0;
+    if (meta->load_spec != NULL) {
+        load_to_pb(meta->load_spec, &spec, &stages, &pstages);
+        m.load_spec = &spec;
+    }
+    m.load_total.data = meta->load_total;
+    m.load_total.len = meta->load_total ? meta->load_total_len : 0;
+    m.load_seconds = meta->load_seconds;
     m.n_tests = s->n_tests;
     m.tests = pk_alloc(&pk, (s->n_tests + 1) * sizeof(*m.tests));
     for (size_t i = 0; i < s->n_tests; i++) {
@@ -286,6 +528,8 @@ void wire_result_encode(const struct result_suite *s,
     }
     pack_into(&m.base, out);
     pk_free(&pk);
+    free(stages);
+    free(pstages);
 }
 
 static void kvs_from(struct result_kv **kvs, size_t *n,
@@ -411,6 +655,25 @@ int wire_result_decode(const void *data, size_t len, struct result_suite *s,
     meta->worker_id = clean(m->worker_id);
     meta->cancelled = m->cancelled;
     meta->timed_out = m->timed_out;
+    if (m->load_setup_data.len > WIRE_LOAD_SETUP_MAX || m->load_seconds < 0) {
+        wire_result_meta_cleanup(meta);
+        goto fail;
+    }
+    if (m->load_spec != NULL) {
+        meta->load_spec = load_from_pb(m->load_spec);
+        if (meta->load_spec == NULL) {
+            wire_result_meta_cleanup(meta);
+            goto fail;
+        }
+    }
+    if (m->load_setup_data.len > 0) {
+        meta->load_setup_data =
+            bytes_dup(&m->load_setup_data, &meta->load_setup_len);
+    }
+    if (m->load_total.len > 0) {
+        meta->load_total = bytes_dup(&m->load_total, &meta->load_total_len);
+    }
+    meta->load_seconds = m->load_seconds;
     rc = ST_OK;
     handoff__v1__job_result__free_unpacked(m, NULL);
     return rc;
@@ -424,6 +687,9 @@ void wire_result_meta_cleanup(struct wire_result_meta *m)
 {
     free(m->job_id);
     free(m->worker_id);
+    free(m->load_setup_data);
+    wire_load_free(m->load_spec);
+    free(m->load_total);
     memset(m, 0, sizeof(*m));
 }
 
@@ -594,6 +860,8 @@ void wire_worker_encode(const struct wire_worker *w, struct buf *out)
         sm->max_attempts = si->max_attempts;
         sm->test_timeout_ms = si->test_timeout_ms;
         sm->timeout_ms = si->timeout_ms;
+        sm->n_workflows = si->n_workflows;
+        sm->workflows = si->workflows;
         sm->n_tests = si->n_tests;
         sm->tests = pk_alloc(&pk, (si->n_tests + 1) * sizeof(*sm->tests));
         for (size_t j = 0; j < si->n_tests; j++) {
@@ -658,6 +926,10 @@ int wire_worker_decode(const void *data, size_t len, struct wire_worker *out)
         si->max_attempts = sm->max_attempts;
         si->test_timeout_ms = sm->test_timeout_ms;
         si->timeout_ms = sm->timeout_ms;
+        si->workflows = mem_calloc(sm->n_workflows + 1, sizeof(*si->workflows));
+        for (size_t j = 0; j < sm->n_workflows && j < WIRE_MAX_ITEMS; j++) {
+            si->workflows[si->n_workflows++] = clean(sm->workflows[j]);
+        }
         si->tests = mem_calloc(sm->n_tests + 1, sizeof(*si->tests));
         si->n_tests = sm->n_tests;
         for (size_t j = 0; j < sm->n_tests; j++) {
@@ -696,6 +968,10 @@ void wire_worker_cleanup(struct wire_worker *w)
             free(si->tests[j].name);
         }
         free(si->tests);
+        for (size_t j = 0; j < si->n_workflows; j++) {
+            free(si->workflows[j]);
+        }
+        free(si->workflows);
         free(si->name);
         free(si->ns);
         free(si->description);

@@ -17,6 +17,54 @@
 
 /* ---- Jobs ------------------------------------------------------------- */
 
+/* A load job's specification (proto/load.proto, docs/load.md). */
+enum wire_load_phase {
+    WIRE_LOAD_SHARD,
+    WIRE_LOAD_SETUP,
+    WIRE_LOAD_TEARDOWN,
+};
+
+#define WIRE_LOAD_STAGES_MAX 1000
+#define WIRE_LOAD_THRESHOLDS_MAX 64
+#define WIRE_LOAD_THRESHOLD_LEN_MAX 1024
+/* Setup data travels in a job and a result: NATS' default message cap is
+ * 1 MiB. */
+#define WIRE_LOAD_SETUP_MAX (512 * 1024)
+
+struct wire_load_stage {
+    int64_t duration_ms;
+    double target;
+};
+
+struct wire_load {
+    char *workflow;
+    enum wire_load_phase phase;
+    char *executor; /* "" unset */
+    int32_t vus;    /* <= 0 unset */
+    int64_t duration_ms;
+    double rate;
+    int64_t time_unit_ms;
+    struct wire_load_stage *stages;
+    size_t n_stages;
+    int32_t pre_allocated_vus;
+    int32_t max_vus;
+    uint64_t iterations;
+    int64_t graceful_stop_ms; /* < 0 unset */
+    int64_t max_duration_ms;
+    int32_t shard; /* 0..shards-1 */
+    int32_t shards;
+    int64_t start_at_unix_ns;
+    void *setup_data;
+    size_t setup_len;
+    char **thresholds;
+    size_t n_thresholds;
+};
+
+/* A deep copy of l (NULL gives NULL), owned by the caller. */
+struct wire_load *wire_load_dup(const struct wire_load *l);
+/* Frees l and everything in it. NULL does nothing. */
+void wire_load_free(struct wire_load *l);
+
 struct wire_job {
     char *job_id; /* "<run id>.<shard>" */
     int64_t run_id;
@@ -34,6 +82,7 @@ struct wire_job {
     int32_t shard;
     int32_t shards;
     int64_t not_after_unix_ms; /* 0: no limit */
+    struct wire_load *load;    /* a load run's job, or NULL */
 };
 
 /* Appends the encoded job to out. */
@@ -64,6 +113,14 @@ struct wire_result_meta {
     char *worker_id;
     bool cancelled;
     bool timed_out;
+    /* Load jobs (NULL / 0 when absent): a setup job's data and resolved
+     * specification, a shard's total (snap_encode's form) and seconds. */
+    void *load_setup_data;
+    size_t load_setup_len;
+    struct wire_load *load_spec;
+    void *load_total;
+    size_t load_total_len;
+    int64_t load_seconds;
 };
 
 void wire_result_encode(const struct result_suite *s,
@@ -88,6 +145,25 @@ void wire_started_encode(const struct wire_started *s, struct buf *out);
 MUST_CHECK int wire_started_decode(const void *data, size_t len,
                                    struct wire_started *out);
 void wire_started_cleanup(struct wire_started *s);
+
+/* One second of one load shard (LoadSnapshot). */
+struct wire_load_snapshot {
+    int64_t run_id;
+    char *job_id;
+    int32_t job_attempt;
+    int32_t shard;
+    int64_t second; /* >= 1 */
+    int64_t t_ns;
+    void *snap; /* snap_encode's form; not decoded here */
+    size_t snap_len;
+};
+
+void wire_load_snapshot_encode(const struct wire_load_snapshot *s,
+                               struct buf *out);
+/* Returns 0 or ST_PROTOCOL (out untouched then). */
+MUST_CHECK int wire_load_snapshot_decode(const void *data, size_t len,
+                                         struct wire_load_snapshot *out);
+void wire_load_snapshot_cleanup(struct wire_load_snapshot *s);
 
 /* ---- Live events ------------------------------------------------------ */
 
@@ -129,6 +205,8 @@ struct wire_suite_info {
     int32_t max_attempts;
     int64_t test_timeout_ms;
     int64_t timeout_ms;
+    char **workflows; /* load-test workflows' names */
+    size_t n_workflows;
 };
 
 struct wire_worker {

@@ -13,6 +13,7 @@
 #include "flaky.h"
 #include "httpd.h"
 #include "live.h"
+#include "loadstore.h"
 #include "log.h"
 #include "mem.h"
 #include "retention.h"
@@ -48,6 +49,8 @@ enum task_kind {
     TASK_SERIES_LIST,
     TASK_SERIES_GET,
     TASK_SERIES_CANCEL,
+    TASK_LOAD_GET,
+    TASK_LOAD_DIFF,
 };
 
 /* One request waiting for the database. */
@@ -105,7 +108,26 @@ static void task_work(struct db *d, void *arg)
 
     switch (t->kind) {
     case TASK_CREATE:
-        store_create_run(d, deps->bus, &t->run, t->idempotency_key, &t->reply);
+        if (t->run.load != NULL) {
+            /* A load run: its load row in the run's transaction. */
+            struct store_run_hook hook = {.in_transaction = loadstore_create,
+                                          .arg = t->run.load};
+
+            if (loadstore_check_workflow(d, &t->run, &t->reply) == ST_OK) {
+                store_create_run_ex(d, deps->bus, &t->run, t->idempotency_key,
+                                    &hook, &t->reply);
+            }
+        } else {
+            store_create_run(d, deps->bus, &t->run, t->idempotency_key,
+                             &t->reply);
+        }
+        break;
+    case TASK_LOAD_GET:
+        loadstore_get_report(d, t->id, &t->reply);
+        break;
+    case TASK_LOAD_DIFF:
+        loadstore_diff(d, t->strings[0], t->strings[1], t->strings[2],
+                       &t->reply);
         break;
     case TASK_LIST:
         store_list_runs(d, &t->query, &t->reply);
@@ -331,7 +353,7 @@ static void on_create_run(struct httpd_req *req, void *arg)
         return;
     }
     t = task_new(a, req, TASK_CREATE, "/api/v1/runs");
-    if (runreq_parse(body, len, false, &t->run, &err) != ST_OK) {
+    if (runreq_parse_ex(body, len, false, true, &t->run, &err) != ST_OK) {
         httpd_reply_error(req, 400, err.code, "%s", err.message);
         observe(a, "POST", "/api/v1/runs", 400, t0);
         task_free(t);
@@ -404,6 +426,34 @@ static void on_cancel_run(struct httpd_req *req, void *arg)
     t = task_new(a, req, TASK_CANCEL, "/api/v1/runs/{id}/cancel");
     t->id = dup_opt(httpd_req_param(req, "id"));
     task_take_body(t);
+    submit(t);
+}
+
+static void on_get_load(struct httpd_req *req, void *arg)
+{
+    struct api *a = arg;
+    struct task *t;
+
+    if (!check_ready(a, req)) {
+        return;
+    }
+    t = task_new(a, req, TASK_LOAD_GET, "/api/v1/runs/{id}/load");
+    t->id = dup_opt(httpd_req_param(req, "id"));
+    submit(t);
+}
+
+static void on_load_diff(struct httpd_req *req, void *arg)
+{
+    struct api *a = arg;
+    struct task *t;
+
+    if (!check_ready(a, req)) {
+        return;
+    }
+    t = task_new(a, req, TASK_LOAD_DIFF, "/api/v1/load/diff");
+    t->strings[0] = dup_opt(httpd_req_query(req, "a"));
+    t->strings[1] = dup_opt(httpd_req_query(req, "b"));
+    t->strings[2] = dup_opt(httpd_req_query(req, "tolerance"));
     submit(t);
 }
 
@@ -623,6 +673,8 @@ int api_new(struct httpd *srv, const struct api_deps *deps, struct api **out)
         {"GET", "/api/v1/runs/{id}/tests/{name}", on_get_test},
         {"POST", "/api/v1/runs/{id}/cancel", on_cancel_run},
         {"GET", "/api/v1/runs/{id}/events", on_events},
+        {"GET", "/api/v1/runs/{id}/load", on_get_load},
+        {"GET", "/api/v1/load/diff", on_load_diff},
         {"GET", "/api/v1/suites", on_suites},
         {"GET", "/api/v1/suites/{name}/flaky", on_flaky},
         {"GET", "/api/v1/workers", on_workers},

@@ -1,5 +1,6 @@
-/* The ingest thread: batches of JobStarted/JobResult messages into
- * PostgreSQL, one transaction per batch (see ingest.h).
+/* The ingest thread: batches of JobStarted/JobResult messages (and the
+ * LoadSnapshots of distributed load runs: loadstore.c) into PostgreSQL,
+ * one transaction per batch (see ingest.h).
  *
  * Per batch, in one transaction:
  *   - started: a job_attempts row (running), earlier running attempts of
@@ -26,6 +27,7 @@
 #include "bus.h"
 #include "clock.h"
 #include "db.h"
+#include "loadstore.h"
 #include "log.h"
 #include "mem.h"
 #include "cmetrics.h"
@@ -50,8 +52,9 @@ struct ingest {
 /* One decoded message of a batch. */
 struct imsg {
     struct bus_msg *msg;
-    enum { IM_POISON, IM_STARTED, IM_RESULT } kind;
+    enum { IM_POISON, IM_STARTED, IM_RESULT, IM_LOAD } kind;
     struct wire_started started;
+    struct wire_load_snapshot load; /* a load shard's second */
     struct result_suite result;
     struct wire_result_meta meta;
     bool is_new; /* result: first time this attempt ended */
@@ -73,6 +76,8 @@ static void imsg_cleanup(struct imsg *m)
     } else if (m->kind == IM_RESULT) {
         result_suite_cleanup(&m->result);
         wire_result_meta_cleanup(&m->meta);
+    } else if (m->kind == IM_LOAD) {
+        wire_load_snapshot_cleanup(&m->load);
     }
     bus_msg_free(m->msg);
 }
@@ -92,6 +97,11 @@ static void decode(struct imsg *m)
         if (wire_result_decode(bus_msg_data(m->msg), bus_msg_len(m->msg),
                                &m->result, &m->meta) == ST_OK) {
             m->kind = IM_RESULT;
+        }
+    } else if (n > 5 && strcmp(subj + n - 5, ".load") == 0) {
+        if (wire_load_snapshot_decode(bus_msg_data(m->msg), bus_msg_len(m->msg),
+                                      &m->load) == ST_OK) {
+            m->kind = IM_LOAD;
         }
     }
     if (m->kind == IM_POISON) {
@@ -421,6 +431,9 @@ static int finish_job(struct db *d, const struct imsg *m, struct ended *out,
                  "WHERE r.id = $1::bigint AND r.state IN ('queued', 'running') "
                  "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id "
                  "AND j.state <> 'done') "
+                 /* a load run ends by its own rules: loadstore.c */
+                 "AND NOT EXISTS (SELECT 1 FROM load_runs l WHERE l.run_id = "
+                 "r.id) "
                  "RETURNING r.namespace, r.suite",
                  11, p, &res);
     if (rc == ST_OK && db_res_rows(res) == 1) {
@@ -439,18 +452,23 @@ static int finish_job(struct db *d, const struct imsg *m, struct ended *out,
 /* Writes the batch in one transaction. Returns 0 or the failing status (the
  * transaction is rolled back). ended/n_ended: runs that ended. */
 static int write_batch(struct ingest *in, struct imsg *msgs, size_t n,
-                       struct ended *ended, size_t *n_ended)
+                       struct ended *ended, size_t *n_ended,
+                       struct loadstore_fx *fx)
 {
     struct db *d = in->db;
     int rc = db_begin(d);
 
     *n_ended = 0;
+    loadstore_fx_cleanup(fx);
+    loadstore_fx_init(fx);
     for (size_t i = 0; i < n && rc == ST_OK; i++) {
         msgs[i].is_new = false;
         if (msgs[i].kind == IM_STARTED) {
             rc = apply_started(d, &msgs[i].started);
         } else if (msgs[i].kind == IM_RESULT) {
             rc = upsert_attempt(d, &msgs[i]);
+        } else if (msgs[i].kind == IM_LOAD) {
+            rc = loadstore_snapshot(d, &msgs[i].load, fx);
         }
     }
     if (rc == ST_OK) {
@@ -464,7 +482,13 @@ static int write_batch(struct ingest *in, struct imsg *msgs, size_t n,
             if (done) {
                 (*n_ended)++;
             }
+            if (rc == ST_OK) {
+                rc = loadstore_result(d, &msgs[i].result, &msgs[i].meta, fx);
+            }
         }
+    }
+    if (rc == ST_OK) {
+        rc = loadstore_advance(d, fx);
     }
     if (rc == ST_OK) {
         rc = db_commit(d);
@@ -561,9 +585,11 @@ static void *ingest_main(void *arg)
     struct bus_msg **raw = mem_calloc(cap, sizeof(*raw));
     struct imsg *msgs = mem_calloc(cap, sizeof(*msgs));
     struct ended *ended = mem_calloc(cap, sizeof(*ended));
+    struct loadstore_fx fx;
     int64_t backoff = 100;
     bool logged = false;
 
+    loadstore_fx_init(&fx);
     while (!atomic_load(&in->stop)) {
         size_t n = 0;
         size_t n_ended = 0;
@@ -598,7 +624,7 @@ static void *ingest_main(void *arg)
         for (;;) {
             int64_t t0 = clock_mono_ns();
 
-            rc = write_batch(in, msgs, n, ended, &n_ended);
+            rc = write_batch(in, msgs, n, ended, &n_ended, &fx);
             if (rc == ST_OK) {
                 if (in->metrics) {
                     metrics_observe(in->metrics->ingest_batch, 0, NULL,
@@ -655,9 +681,17 @@ static void *ingest_main(void *arg)
                     }
                 } else if (msgs[i].kind == IM_STARTED) {
                     count_kind(in, "started");
+                } else if (msgs[i].kind == IM_LOAD) {
+                    count_kind(in, "load");
                 } else {
                     count_kind(in, "unreadable");
                 }
+            }
+            loadstore_after_commit(in->db, in->bus, &fx);
+            for (size_t i = 0; i < fx.n_ended && in->hooks.run_ended; i++) {
+                in->hooks.run_ended(in->hooks.arg, fx.ended[i].run_id,
+                                    fx.ended[i].ns, fx.ended[i].suite,
+                                    fx.ended[i].state, fx.ended[i].result);
             }
             for (size_t i = 0; i < n_ended && in->hooks.run_ended; i++) {
                 in->hooks.run_ended(in->hooks.arg, ended[i].run_id, ended[i].ns,
@@ -669,6 +703,7 @@ static void *ingest_main(void *arg)
             imsg_cleanup(&msgs[i]);
         }
     }
+    loadstore_fx_cleanup(&fx);
     free(raw);
     free(msgs);
     free(ended);

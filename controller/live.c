@@ -189,11 +189,37 @@ static char *event_json(const struct wire_event *e)
     return text;
 }
 
+/* A merged second of a load run (handoff.events.<run>.load, JSON from
+ * the ingester: loadstore.c), relayed as the SSE event load_point. */
+static void on_load_point(struct live *l, struct bus_msg *m)
+{
+    json_t *o = json_loadb(bus_msg_data(m), bus_msg_len(m), 0, NULL);
+    json_t *id = json_object_get(o, "run_id");
+
+    if (json_is_object(o) && json_is_integer(id)) {
+        struct item *it = mem_zalloc(sizeof(*it));
+
+        it->kind = ITEM_EVENT;
+        it->run_id = json_integer_value(id);
+        it->name = mem_strdup("load_point");
+        it->data = json_dumps(o, JSON_COMPACT);
+        loopq_push(l->inbox, it);
+    }
+    json_decref(o);
+}
+
 static void on_event_msg(void *arg, struct bus_msg *m)
 {
     struct live *l = arg;
     struct wire_event e;
+    const char *subj = bus_msg_subject(m);
+    size_t n = strlen(subj);
 
+    if (n > 5 && strcmp(subj + n - 5, ".load") == 0) {
+        on_load_point(l, m);
+        bus_msg_free(m);
+        return;
+    }
     if (wire_event_decode(bus_msg_data(m), bus_msg_len(m), &e) == ST_OK) {
         struct item *it = mem_zalloc(sizeof(*it));
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "loadreq.h"
 #include "mem.h"
 #include "testfilter.h"
 
@@ -15,9 +16,10 @@
 #define RUNREQ_MAX_DURATION_MS (INT64_C(7) * 24 * 3600 * 1000)
 
 static const char *const known_fields[] = {
-    "suite",        "namespace",     "run",         "skip",         "params",
-    "initiated_by", "reference",     "environment", "max_attempts", "timeout",
-    "test_timeout", "queue_timeout", "count",       "pool",         "trigger",
+    "suite",        "namespace",    "run",          "skip",
+    "params",       "initiated_by", "reference",    "environment",
+    "max_attempts", "timeout",      "test_timeout", "queue_timeout",
+    "count",        "pool",         "trigger",      "load",
 };
 
 int runreq_fail(struct runreq_error *err, const char *code, const char *fmt,
@@ -183,6 +185,13 @@ static int check_filters(const char *run, const char *skip,
 int runreq_parse(const char *body, size_t len, bool allow_schedule,
                  struct run_request *out, struct runreq_error *err)
 {
+    return runreq_parse_ex(body, len, allow_schedule, false, out, err);
+}
+
+int runreq_parse_ex(const char *body, size_t len, bool allow_schedule,
+                    bool allow_load, struct run_request *out,
+                    struct runreq_error *err)
+{
     json_error_t jerr;
     json_t *obj = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     struct run_request r;
@@ -214,7 +223,7 @@ int runreq_parse(const char *body, size_t len, bool allow_schedule,
              i++) {
             known = known || strcmp(key, known_fields[i]) == 0;
         }
-        if (!known) {
+        if (!known || (!allow_load && strcmp(key, "load") == 0)) {
             runreq_fail(err, "unknown_field", "unknown field \"%.100s\"", key);
             goto out;
         }
@@ -234,6 +243,11 @@ int runreq_parse(const char *body, size_t len, bool allow_schedule,
         get_duration(obj, "test_timeout", &r.test_timeout_ms, err) ||
         get_duration(obj, "queue_timeout", &r.queue_timeout_ms, err) ||
         get_params(obj, &r, err)) {
+        goto out;
+    }
+    if (json_object_get(obj, "load") &&
+        !json_is_null(json_object_get(obj, "load")) &&
+        loadreq_parse(json_object_get(obj, "load"), &r.load, err) != ST_OK) {
         goto out;
     }
     if (!suite) {
@@ -286,5 +300,6 @@ void runreq_cleanup(struct run_request *r)
     free(r->environment);
     free(r->pool);
     free(r->trigger);
+    wire_load_free(r->load);
     memset(r, 0, sizeof(*r));
 }

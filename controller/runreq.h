@@ -11,6 +11,7 @@
 
 #include "result.h"
 #include "status.h"
+#include "wire.h"
 
 #define RUNREQ_MAX_PARAMS 100
 #define RUNREQ_MAX_TEXT 256 /* initiated_by, reference, environment */
@@ -35,6 +36,7 @@ struct run_request {
     int64_t timeout_ms;       /* 0: the suite's */
     int64_t test_timeout_ms;  /* 0: the suite's */
     int64_t queue_timeout_ms; /* default 10 minutes */
+    struct wire_load *load;   /* a load run (docs/load.md), or NULL */
 };
 
 /* The error of a refused request: an API error code ("malformed_json",
@@ -54,6 +56,13 @@ int runreq_fail(struct runreq_error *err, const char *code, const char *fmt,
  * or ST_INVALID with err filled and out untouched. */
 MUST_CHECK int runreq_parse(const char *body, size_t len, bool allow_schedule,
                             struct run_request *out, struct runreq_error *err);
+/* runreq_parse, and with allow_load a "load" section (docs/load.md) is
+ * accepted too: POST /api/v1/runs only, schedules and series refuse it as
+ * an unknown field. */
+MUST_CHECK int runreq_parse_ex(const char *body, size_t len,
+                               bool allow_schedule, bool allow_load,
+                               struct run_request *out,
+                               struct runreq_error *err);
 void runreq_cleanup(struct run_request *r);
 
 #endif

@@ -12,6 +12,8 @@
 #include "bus.h"
 #include "clock.h"
 #include "db.h"
+#include "jsonw.h"
+#include "loadstore.h"
 #include "log.h"
 #include "mem.h"
 #include "subjects.h"
@@ -20,6 +22,8 @@
 
 #define STORE_MAX_LIMIT 500
 #define STORE_DEFAULT_LIMIT 50
+/* How old an unpublished job must be before the outbox publishes it. */
+#define STORE_OUTBOX_GRACE "10 seconds"
 
 void store_reply_cleanup(struct store_reply *r)
 {
@@ -516,7 +520,8 @@ void store_create_run_ex(struct db *d, struct bus *bus,
         reply_db_error(out, rc);
         goto done;
     }
-    if (!filters_select(req, suite.tests, out)) {
+    /* A load run runs a workflow, not tests: no filter applies. */
+    if (!req->load && !filters_select(req, suite.tests, out)) {
         goto done;
     }
     timeout_ms = req->timeout_ms    ? req->timeout_ms
@@ -597,6 +602,7 @@ void store_create_run_ex(struct db *d, struct bus *bus,
     job.shard = 0;
     job.shards = 1;
     job.not_after_unix_ms = now_ms + req->queue_timeout_ms;
+    job.load = req->load; /* a load run's first job is its setup job */
     wire_job_encode(&job, &payload);
     subjects_job(req->pool, suite.ns, req->suite, subject, sizeof(subject));
     hex = hex_of(payload.data, payload.len);
@@ -648,6 +654,433 @@ done:
     free(params);
     free(config);
     free(hex);
+}
+
+/* ---- Creating runs in batches ------------------------------------------- */
+
+void store_batch_run_cleanup(struct store_batch_run *r)
+{
+    runreq_cleanup(&r->req);
+    free(r->error);
+    free(r->subject);
+    buf_cleanup(&r->payload);
+    memset(r, 0, sizeof(*r));
+}
+
+/* A suite looked up once for a batch: found (rc 0) or refused. */
+struct batch_suite {
+    const char *suite; /* borrowed from the first item that named it */
+    const char *ns;    /* likewise; NULL: any */
+    int rc;            /* 0 or ST_NOT_FOUND */
+    struct suite_row row;
+    int status; /* the refusal's */
+    char *error;
+};
+
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static void refuse(struct store_batch_run *r, int status, const char *message)
+{
+    r->status = status;
+    free(r->error);
+    r->error = mem_strdup(message);
+}
+
+/* The cache entry of r's suite, looked up now if it is new: NULL and *rc
+ * for a database failure. */
+static struct batch_suite *batch_suite(struct db *d, struct batch_suite **cache,
+                                       size_t *n_cache,
+                                       const struct run_request *req, int *rc)
+{
+    struct store_reply reply;
+    struct batch_suite *bs;
+
+    for (size_t k = 0; k < *n_cache; k++) {
+        if (strcmp((*cache)[k].suite, req->suite) == 0 &&
+            same_text((*cache)[k].ns, req->ns)) {
+            return &(*cache)[k];
+        }
+    }
+    memset(&reply, 0, sizeof(reply));
+    *cache = mem_reallocarray(*cache, *n_cache + 1, sizeof(**cache));
+    bs = &(*cache)[*n_cache];
+    memset(bs, 0, sizeof(*bs));
+    bs->suite = req->suite;
+    bs->ns = req->ns;
+    bs->rc = find_suite(d, req, &bs->row, &reply);
+    if (bs->rc != ST_OK && bs->rc != ST_NOT_FOUND) {
+        *rc = bs->rc;
+        json_decref(bs->row.tests);
+        return NULL;
+    }
+    (*n_cache)++;
+    if (bs->rc == ST_NOT_FOUND) {
+        bs->status = reply.status;
+        bs->error = mem_strdup(reply.error_message);
+    }
+    return bs;
+}
+
+int store_batch_check(struct db *d, struct store_batch_run *runs, size_t n)
+{
+    struct batch_suite *cache = NULL;
+    size_t n_cache = 0;
+    int rc = ST_OK;
+
+    for (size_t i = 0; rc == ST_OK && i < n; i++) {
+        struct store_batch_run *r = &runs[i];
+        struct store_reply reply;
+        struct batch_suite *bs;
+
+        if (r->status != 0) {
+            continue;
+        }
+        bs = batch_suite(d, &cache, &n_cache, &r->req, &rc);
+        if (!bs) {
+            break;
+        }
+        if (bs->rc != ST_OK) {
+            refuse(r, bs->status, bs->error);
+            continue;
+        }
+        memset(&reply, 0, sizeof(reply));
+        if (!filters_select(&r->req, bs->row.tests, &reply)) {
+            refuse(r, reply.status, reply.error_message);
+            continue;
+        }
+        snprintf(r->ns, sizeof(r->ns), "%s", bs->row.ns);
+        r->timeout_ms = r->req.timeout_ms    ? r->req.timeout_ms
+                        : bs->row.timeout_ms ? bs->row.timeout_ms
+                                             : 3600 * 1000;
+    }
+    for (size_t k = 0; k < n_cache; k++) {
+        json_decref(cache[k].row.tests);
+        free(cache[k].error);
+    }
+    free(cache);
+    return rc;
+}
+
+/* ---- JSON text for json_to_recordset, written straight into a buffer:
+ * a batch has thousands of rows, and building them as jansson objects
+ * first costs more than the statements. */
+
+/* printf is too slow for thousands of rows of small pieces. */
+static void json_key(struct buf *b, bool first, const char *key)
+{
+    if (!first) {
+        buf_addc(b, ',');
+    }
+    buf_addc(b, '"');
+    buf_adds(b, key);
+    buf_adds(b, "\":");
+}
+
+static void json_number(struct buf *b, int64_t v)
+{
+    char digits[24];
+    size_t n = sizeof(digits);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        digits[--n] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) {
+        digits[--n] = '-';
+    }
+    buf_add(b, digits + n, sizeof(digits) - n);
+}
+
+static void json_text(struct buf *b, bool first, const char *key, const char *v)
+{
+    json_key(b, first, key);
+    if (v) {
+        jsonw_string(b, v, strlen(v));
+    } else {
+        buf_adds(b, "null");
+    }
+}
+
+static void json_int(struct buf *b, const char *key, int64_t v)
+{
+    json_key(b, false, key);
+    json_number(b, v);
+}
+
+/* 0 as null: the columns where 0 means "the suite's". */
+static void json_int_or_null(struct buf *b, const char *key, int64_t v)
+{
+    json_key(b, false, key);
+    if (v) {
+        json_number(b, v);
+    } else {
+        buf_adds(b, "null");
+    }
+}
+
+static void json_params(struct buf *b, const struct run_request *q)
+{
+    buf_addc(b, '{');
+    for (size_t i = 0; i < q->n_params; i++) {
+        if (i) {
+            buf_addc(b, ',');
+        }
+        jsonw_string(b, q->params[i].key, strlen(q->params[i].key));
+        buf_addc(b, ':');
+        jsonw_string(b, q->params[i].value, strlen(q->params[i].value));
+    }
+    buf_addc(b, '}');
+}
+
+/* The object config_json makes (jsonb orders the keys). */
+static void json_config(struct buf *b, const struct run_request *q,
+                        const char *ns, int64_t timeout_ms)
+{
+    json_text(b, true, "suite", q->suite);
+    json_text(b, false, "namespace", ns);
+    if (q->run_filter) {
+        json_text(b, false, "run", q->run_filter);
+    }
+    if (q->skip_filter) {
+        json_text(b, false, "skip", q->skip_filter);
+    }
+    json_text(b, false, "initiated_by", q->initiated_by);
+    json_text(b, false, "reference", q->reference);
+    json_text(b, false, "environment", q->environment);
+    json_text(b, false, "pool", q->pool);
+    json_text(b, false, "trigger", q->trigger);
+    json_int(b, "max_attempts", q->max_attempts);
+    json_int(b, "count", q->count);
+    json_int(b, "timeout_ms", timeout_ms);
+    json_int(b, "test_timeout_ms", q->test_timeout_ms);
+    json_int(b, "queue_timeout_ms", q->queue_timeout_ms);
+    json_key(b, false, "params");
+    json_params(b, q);
+}
+
+/* Appends r's row (run_id set) for the runs INSERT. */
+static void batch_run_row(struct buf *b, const struct store_batch_run *r)
+{
+    const struct run_request *q = &r->req;
+
+    buf_addc(b, '{');
+    json_key(b, true, "id");
+    json_number(b, r->run_id);
+    json_text(b, false, "suite", q->suite);
+    json_text(b, false, "ns", r->ns);
+    json_text(b, false, "pool", q->pool);
+    json_text(b, false, "trigger", q->trigger);
+    json_text(b, false, "initiated_by", q->initiated_by);
+    json_text(b, false, "reference", q->reference);
+    json_text(b, false, "environment", q->environment);
+    json_key(b, false, "params");
+    json_params(b, q);
+    json_text(b, false, "run_filter", q->run_filter);
+    json_text(b, false, "skip_filter", q->skip_filter);
+    json_int(b, "count", q->count);
+    json_int_or_null(b, "max_attempts", q->max_attempts);
+    json_int(b, "timeout_ms", r->timeout_ms);
+    json_int_or_null(b, "test_timeout_ms", q->test_timeout_ms);
+    json_int(b, "queue_timeout_ms", q->queue_timeout_ms);
+    json_key(b, false, "config");
+    buf_addc(b, '{');
+    json_config(b, q, r->ns, r->timeout_ms);
+    buf_addc(b, '}');
+    json_int_or_null(b, "schedule_id", r->schedule_id);
+    json_int(b, "created_ms", r->created_ms);
+    buf_addc(b, '}');
+}
+
+/* Encodes r's job (run_id and created_ms set) and appends its row for the
+ * jobs INSERT. */
+static void batch_job_row(struct buf *b, struct store_batch_run *r)
+{
+    static const char digits[] = "0123456789abcdef";
+    struct wire_job job;
+    char job_id[48];
+    char subject[512];
+    char *hex;
+
+    snprintf(job_id, sizeof(job_id), "%" PRId64 ".0", r->run_id);
+    memset(&job, 0, sizeof(job));
+    job.job_id = job_id;
+    job.run_id = r->run_id;
+    job.suite = r->req.suite;
+    job.ns = r->ns;
+    job.params = r->req.params;
+    job.n_params = r->req.n_params;
+    job.run_filter = r->req.run_filter;
+    job.skip_filter = r->req.skip_filter;
+    job.max_attempts = r->req.max_attempts;
+    job.timeout_ms = r->timeout_ms;
+    job.test_timeout_ms = r->req.test_timeout_ms;
+    job.created_unix_ms = r->created_ms;
+    job.count = r->req.count;
+    job.shard = 0;
+    job.shards = 1;
+    job.not_after_unix_ms = r->created_ms + r->req.queue_timeout_ms;
+    buf_reset(&r->payload);
+    wire_job_encode(&job, &r->payload);
+    subjects_job(r->req.pool, r->ns, r->req.suite, subject, sizeof(subject));
+    free(r->subject);
+    r->subject = mem_strdup(subject);
+    buf_addc(b, '{');
+    json_text(b, true, "id", job_id);
+    json_int(b, "run_id", r->run_id);
+    json_text(b, false, "subject", subject);
+    json_key(b, false, "payload");
+    buf_addc(b, '"');
+    hex = buf_extend(b, 2 * r->payload.len);
+    for (size_t i = 0; i < r->payload.len; i++) {
+        hex[2 * i] = digits[(unsigned char)r->payload.data[i] >> 4];
+        hex[2 * i + 1] = digits[(unsigned char)r->payload.data[i] & 15];
+    }
+    buf_adds(b, "\"}");
+}
+
+int store_batch_insert(struct db *d, struct store_batch_run *runs, size_t n)
+{
+    struct db_res *res = NULL;
+    struct buf run_rows;
+    struct buf job_rows;
+    char count[24];
+    int64_t now_ms = clock_real_ns() / CLOCK_NS_PER_MS;
+    size_t m = 0;
+    size_t k = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        m += runs[i].status == 0;
+    }
+    if (m == 0) {
+        return ST_OK;
+    }
+    /* Ids first: each job message carries its run's id. */
+    snprintf(count, sizeof(count), "%zu", m);
+    rc = db_exec_ctx(d, "store: run ids",
+                     "SELECT nextval(pg_get_serial_sequence('runs', 'id')) "
+                     "FROM generate_series(1, $1::int)",
+                     1, (const char *[]){count}, &res);
+    if (rc == ST_OK && db_res_rows(res) != m) {
+        rc = ST_INTERNAL;
+    }
+    buf_init(&run_rows, 0);
+    buf_init(&job_rows, 0);
+    buf_addc(&run_rows, '[');
+    buf_addc(&job_rows, '[');
+    for (size_t i = 0; rc == ST_OK && i < n; i++) {
+        struct store_batch_run *r = &runs[i];
+
+        if (r->status != 0) {
+            continue;
+        }
+        if (db_res_int64(res, k, 0, &r->run_id) != ST_OK) {
+            rc = ST_INTERNAL;
+            break;
+        }
+        if (r->created_ms <= 0) {
+            r->created_ms = now_ms;
+        }
+        if (k++) {
+            buf_addc(&run_rows, ',');
+            buf_addc(&job_rows, ',');
+        }
+        batch_run_row(&run_rows, r);
+        batch_job_row(&job_rows, r);
+    }
+    db_res_free(res);
+    buf_addc(&run_rows, ']');
+    buf_addc(&job_rows, ']');
+    /* created_at: not before the INSERT, nor before the time the run is
+     * meant for (a tick the scheduler prepared ahead commits at the
+     * tick). */
+    rc = rc ? rc
+            : db_exec_ctx(
+                  d, "store: batch of runs",
+                  "INSERT INTO runs (id, suite, namespace, pool, state, "
+                  "trigger, initiated_by, reference, environment, params, "
+                  "run_filter, skip_filter, count, max_attempts, timeout_ms, "
+                  "test_timeout_ms, queue_timeout_ms, config, schedule_id, "
+                  "created_at) OVERRIDING SYSTEM VALUE SELECT x.id, x.suite, "
+                  "x.ns, x.pool, 'queued', x.trigger, x.initiated_by, "
+                  "x.reference, x.environment, x.params, x.run_filter, "
+                  "x.skip_filter, x.count, x.max_attempts, x.timeout_ms, "
+                  "x.test_timeout_ms, x.queue_timeout_ms, x.config, "
+                  "x.schedule_id, greatest(statement_timestamp(), "
+                  "timestamptz 'epoch' + x.created_ms * interval "
+                  "'1 millisecond') FROM json_to_recordset($1::json) AS "
+                  "x(id bigint, suite text, ns text, pool text, trigger "
+                  "text, initiated_by text, reference text, environment "
+                  "text, params jsonb, run_filter text, skip_filter text, "
+                  "count int, max_attempts int, timeout_ms bigint, "
+                  "test_timeout_ms bigint, queue_timeout_ms bigint, config "
+                  "jsonb, schedule_id bigint, created_ms bigint)",
+                  1, (const char *[]){buf_str(&run_rows)}, NULL);
+    rc = rc ? rc
+            : db_exec_ctx(d, "store: batch of jobs",
+                          "INSERT INTO jobs (id, run_id, shard, subject, "
+                          "payload) SELECT x.id, x.run_id, 0, x.subject, "
+                          "decode(x.payload, 'hex') FROM "
+                          "json_to_recordset($1::json) AS x(id text, run_id "
+                          "bigint, subject text, payload text)",
+                          1, (const char *[]){buf_str(&job_rows)}, NULL);
+    buf_cleanup(&run_rows);
+    buf_cleanup(&job_rows);
+    return rc;
+}
+
+void store_batch_publish(struct db *d, struct bus *bus,
+                         const struct store_batch_run *runs, size_t n)
+{
+    struct buf ids;
+    size_t sent = 0;
+    size_t left = 0;
+
+    buf_init(&ids, 0);
+    buf_addc(&ids, '{');
+    for (size_t i = 0; i < n; i++) {
+        const struct store_batch_run *r = &runs[i];
+        char job_id[48];
+        char msg_id[96];
+
+        if (r->status != 0 || r->run_id <= 0) {
+            continue;
+        }
+        snprintf(job_id, sizeof(job_id), "%" PRId64 ".0", r->run_id);
+        subjects_msg_id(job_id, r->created_ms, 0, NULL, msg_id, sizeof(msg_id));
+        /* After a refusal (NATS away) the rest wait in the outbox. */
+        if (left > 0 || bus_js_publish_async(bus, r->subject, r->payload.data,
+                                             r->payload.len, msg_id) != ST_OK) {
+            left++;
+            continue;
+        }
+        buf_addf(&ids, "%s%s", sent ? "," : "", job_id);
+        sent++;
+    }
+    buf_addc(&ids, '}');
+    if (sent > 0 && bus_js_publish_wait(bus, 5000) != ST_OK) {
+        left += sent;
+        sent = 0;
+    }
+    if (sent > 0) {
+        /* SKIP LOCKED: a job the outbox is publishing meanwhile (it may
+         * see them between the commit and this) is marked by the outbox;
+         * waiting for it would hold this thread for as long. */
+        (void)db_exec_ctx(d, "store: jobs published",
+                          "UPDATE jobs SET published_at = now() WHERE id IN "
+                          "(SELECT id FROM jobs WHERE id = ANY($1::text[]) "
+                          "FOR UPDATE SKIP LOCKED)",
+                          1, (const char *[]){buf_str(&ids)}, NULL);
+    }
+    if (left > 0) {
+        log_info("store: %zu jobs stay in the outbox until NATS takes them",
+                 left);
+    }
+    buf_cleanup(&ids);
 }
 
 /* ---- Reading runs ------------------------------------------------------- */
@@ -980,7 +1413,8 @@ void store_list_suites(struct db *d, struct store_reply *out)
         "jsonb_build_object('name', s.name, 'namespace', s.namespace, "
         "'description', s.description, 'max_attempts', s.max_attempts, "
         "'test_timeout_ms', s.test_timeout_ms, 'timeout_ms', s.timeout_ms, "
-        "'tests', s.tests, 'last_seen', handoff_ts(s.last_seen), "
+        "'tests', s.tests, 'workflows', s.workflows, "
+        "'last_seen', handoff_ts(s.last_seen), "
         "'workers', (SELECT coalesce(jsonb_agg(w.id ORDER BY w.id), "
         "'[]'::jsonb) FROM workers w WHERE w.last_seen > now() - "
         "interval '10 seconds' AND w.suites ? (s.namespace || '/' || "
@@ -1045,12 +1479,17 @@ int store_publish_outbox(struct db *d, struct bus *bus, int *published)
     rc = db_begin(d);
     if (rc == ST_OK) {
         /* SKIP LOCKED: replicas share the work instead of repeating it
-         * (a repeat would be harmless: Nats-Msg-Id de-duplicates). */
+         * (a repeat would be harmless: Nats-Msg-Id de-duplicates). Jobs
+         * younger than the grace are still being published by the
+         * transaction that stored them (the scheduler publishes
+         * thousands at a tick): picking them up too would only repeat
+         * that work, and walking them costs the whole tick. */
         rc = db_exec(d,
                      "SELECT j.id, j.subject, encode(j.payload, 'hex') "
                      "FROM jobs j JOIN runs r ON r.id = j.run_id "
-                     "WHERE j.published_at IS NULL AND r.state = 'queued' "
-                     "ORDER BY j.created_at LIMIT 200 "
+                     "WHERE j.published_at IS NULL AND j.created_at < now() "
+                     "- interval '" STORE_OUTBOX_GRACE "' AND r.state = "
+                     "'queued' ORDER BY j.created_at LIMIT 200 "
                      "FOR UPDATE OF j SKIP LOCKED",
                      0, NULL, &res);
     }
@@ -1246,6 +1685,9 @@ int store_worker_seen(struct db *d, const struct wire_worker *w,
                      (const char *[]){si->ns, si->name, si->description, ma, tt,
                                       to, tests_text},
                      NULL);
+        if (rc == ST_OK) {
+            rc = loadstore_catalog_workflows(d, si); /* docs/load.md */
+        }
         free(tests_text);
         json_decref(tests);
     }

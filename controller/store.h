@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "runreq.h"
 #include "status.h"
 
@@ -84,6 +85,58 @@ void store_create_run_ex(struct db *d, struct bus *bus,
                          const struct store_run_hook *hook,
                          struct store_reply *out);
 
+/* Runs created in batches, for the scheduler: store_batch_check once for
+ * the batch, store_batch_insert in the caller's transaction, and after its
+ * commit store_batch_publish. Each call acts on the items whose status is
+ * still 0 and leaves the others alone, so the caller drops an item by
+ * setting its status. The same checks, rows and job messages as
+ * store_create_run, with set-based SQL: a few statements for the whole
+ * batch instead of several per run. */
+struct store_batch_run {
+    /* The caller's. req is owned by the item (store_batch_run_cleanup). */
+    struct run_request req;
+    int64_t schedule_id; /* runs.schedule_id; 0: none */
+    /* Unix ms: when the run is meant to exist. runs.created_at is the
+     * later of this and the INSERT's own time; the job carries it as its
+     * creation time. 0: now (store_batch_insert then sets it). */
+    int64_t created_ms;
+    /* 0 while the item is to be created; else why not: an HTTP status,
+     * with the message in error (owned) for a 4xx the catalog gave. */
+    int status;
+    char *error;
+    /* Set by store_batch_check. */
+    char ns[160];
+    int64_t timeout_ms;
+    /* Set by store_batch_insert. */
+    int64_t run_id;
+    char *subject;
+    struct buf payload; /* the encoded job */
+};
+
+/* Frees what the item owns (its request included); zeroes it. */
+void store_batch_run_cleanup(struct store_batch_run *r);
+
+/* Checks each item's suite and filters against the catalog as
+ * store_create_run does; an item that does not fit gets a 4xx status and
+ * its message. One query per distinct suite. Returns 0, or a database
+ * status (then nothing was decided: try the batch again later). */
+MUST_CHECK int store_batch_check(struct db *d, struct store_batch_run *runs,
+                                 size_t n);
+
+/* Inserts the runs and jobs of the items still at status 0 (checked by
+ * store_batch_check), in the transaction the caller has open, and sets
+ * their run_id. Returns 0 or a database status (the caller rolls back). */
+MUST_CHECK int store_batch_insert(struct db *d, struct store_batch_run *runs,
+                                  size_t n);
+
+/* After the commit: publishes the jobs of the inserted items without
+ * waiting for each (Nats-Msg-Id as store_create_run), waits for all, and
+ * marks them published in one statement. Jobs not confirmed stay in the
+ * outbox (store_publish_outbox). The scheduler's thread only: the bus's
+ * asynchronous publishing is one thread's. */
+void store_batch_publish(struct db *d, struct bus *bus,
+                         const struct store_batch_run *runs, size_t n);
+
 /* Checks req's suite against the catalog as store_create_run does (the
  * suite exists, in one namespace or the one given, and the filters select
  * a test of it). Returns 0 with the suite's namespace in ns (ns_len
@@ -133,7 +186,9 @@ MUST_CHECK int store_run_state(struct db *d, int64_t run_id, char *state,
 
 /* Background tasks. Each returns 0 or an error status. */
 
-/* Publishes jobs stored but not yet on NATS (their runs still queued). */
+/* Publishes jobs stored but not yet on NATS (their runs still queued)
+ * once they are 10 s old: younger ones are still being published by the
+ * request or tick that stored them. */
 MUST_CHECK int store_publish_outbox(struct db *d, struct bus *bus,
                                     int *published);
 

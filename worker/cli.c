@@ -16,6 +16,7 @@
 #include "handoff.h"
 #include "log.h"
 #include "mem.h"
+#include "loadcli.h"
 #include "registry.h"
 #include "report.h"
 #include "result.h"
@@ -52,6 +53,8 @@ static void usage(FILE *f, const char *prog)
             "commands:\n"
             "  list [--json]           the suites and tests in this binary\n"
             "  run SUITE... [flags]    run suites locally\n"
+            "  load WORKFLOW [flags]   run a load test locally (flags "
+            "below)\n"
             "  serve [flags]           run as a distributed worker (serve "
             "--help)\n"
             "  help                    this text\n"
@@ -107,6 +110,7 @@ static int cmd_list(int argc, char **argv, const char *prog)
         for (size_t i = 0; i < registry_count(); i++) {
             const struct hf_suite *s = registry_at(i);
             json_t *tests = json_array();
+            json_t *wfs = json_array();
             size_t n = registry_test_count(s);
 
             for (size_t j = 0; j < n; j++) {
@@ -130,6 +134,15 @@ static int cmd_list(int argc, char **argv, const char *prog)
                     "test_timeout_ms",
                     (json_int_t)registry_test_timeout_ms(s, NULL), "timeout_ms",
                     (json_int_t)registry_suite_timeout_ms(s), "tests", tests));
+            for (size_t j = 0; j < registry_workflow_count(s); j++) {
+                const struct hf_workflow *w = &s->workflows[j];
+
+                json_array_append_new(
+                    wfs, json_pack("{s:s, s:s}", "name", w->name, "description",
+                                   w->description ? w->description : ""));
+            }
+            json_object_set_new(json_array_get(arr, json_array_size(arr) - 1),
+                                "workflows", wfs);
         }
         text = json_dumps(arr, JSON_INDENT(2));
         puts(text);
@@ -147,6 +160,12 @@ static int cmd_list(int argc, char **argv, const char *prog)
                s->description ? s->description : "");
         for (size_t j = 0; j < n; j++) {
             printf("    %s\n", s->tests[j].name);
+        }
+        for (size_t j = 0; j < registry_workflow_count(s); j++) {
+            const struct hf_workflow *w = &s->workflows[j];
+
+            printf("    workflow %s%s%s\n", w->name, w->description ? ": " : "",
+                   w->description ? w->description : "");
         }
     }
     return 0;
@@ -621,14 +640,19 @@ int hf_main(int argc, char **argv)
     if (strcmp(argv[1], "serve") == 0) {
         return serve_main(prog, argc - 2, argv + 2);
     }
+    if (strcmp(argv[1], "load") == 0) {
+        return loadcli_main(prog, argc - 2, argv + 2);
+    }
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         usage(stdout, prog);
+        fputc('\n', stdout);
+        loadcli_usage(stdout);
         return 0;
     }
     fprintf(stderr,
             "%s: unknown command \"%s\"; known commands: list, run, "
-            "serve, help\n",
+            "load, serve, help\n",
             prog, argv[1]);
     return CLI_USAGE;
 }

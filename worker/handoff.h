@@ -103,6 +103,8 @@ struct hf_test {
     int64_t timeout_ms; /* 0: the suite's test_timeout_ms */
 };
 
+struct hf_workflow; /* a load-test workflow: see "Load tests" below */
+
 /* A suite. Fields left zero take the defaults below. */
 struct hf_suite {
     const char *name;      /* unique in the binary; [A-Za-z0-9_.-] */
@@ -119,6 +121,9 @@ struct hf_suite {
     int max_attempts;            /* per test; default 1 (no retries) */
     int64_t test_timeout_ms;     /* per attempt; default 60 000 (1 minute) */
     int64_t timeout_ms;          /* whole suite run; default 3 600 000 (1 h) */
+    /* Optional: load-test workflows, HF_WORKFLOWS(...). A suite may have
+     * workflows and no tests. */
+    const struct hf_workflow *workflows;
 };
 
 /* HF_TEST(fn) or HF_TEST(fn, .max_attempts = 3, .timeout_ms = 5000). */
@@ -376,5 +381,154 @@ HF_API bool hf_check_ptr(hf_t *t, struct hf_site site, const char *expr,
     hf_check_ptr((t), HF_SITE_(HF_MODE_REQUIRE), #p, true, (p))
 #define HF_REQUIRE_NOT_NULL(t, p)                                              \
     hf_check_ptr((t), HF_SITE_(HF_MODE_REQUIRE), #p, false, (p))
+
+/* ---- Load tests: workflows run by virtual users ------------------------ */
+/*
+ * A workflow is straight-line C that a virtual user (VU) runs once per
+ * iteration. Requests made with hf_http_* block the calling VU only: the
+ * engine runs thousands of VUs as coroutines on a few threads, records
+ * every request (timings, status, bytes) without user code, and
+ * evaluates the thresholds on the merged data. Run one locally with
+ * `worker load WORKFLOW [flags]` (worker help). Guide: docs/load.md.
+ *
+ *     static void get(hf_vu *vu)
+ *     {
+ *         const hf_http_response *r =
+ *             hf_http_get(vu, hf_vu_param(vu, "TARGET_URL"));
+ *         hf_check(vu, "status is 200", r->status == 200);
+ *     }
+ *
+ *     HF_SUITE(api, .workflows = HF_WORKFLOWS(HF_WORKFLOW(get,
+ *         .thresholds = HF_THRESHOLDS("http_req_failed: rate<0.01",
+ *                                     "http_req_duration: p(95)<200ms"))));
+ *
+ * VU code runs on a small stack (16 KiB by default, --stack to change):
+ * keep big buffers off it (malloc them in init). Do not block the thread
+ * (sleep(), blocking sockets): use hf_sleep and hf_http_*.
+ */
+
+typedef struct hf_vu hf_vu;
+
+struct hf_workflow {
+    const char *name; /* unique in the binary; [A-Za-z0-9_.-] */
+    void (*fn)(hf_vu *vu);
+    /* Optional, once per run before any VU (once across all shards of a
+     * distributed run), on a VU of its own: may make requests and hand
+     * data to every VU with hf_setup_data_set. */
+    void (*setup)(hf_vu *vu);
+    /* Optional, once per process after setup: builds a read-only object
+     * from setup's data (a parsed CSV of users...), hf_vu_shared, freed
+     * with free_shared at the end. */
+    void *(*shared)(const void *data, size_t len);
+    void (*free_shared)(void *shared);
+    /* Optional, per VU: before its first iteration, and at the end (to
+     * free what init put in hf_vu_set_state). */
+    void (*init)(hf_vu *vu);
+    void (*fini)(hf_vu *vu);
+    /* Optional, once per run after the last VU, with setup's data. */
+    void (*teardown)(hf_vu *vu);
+    /* HF_THRESHOLDS("METRIC[{tags}]: COND", ...): pass/fail criteria. */
+    const char *const *thresholds;
+    /* Defaults for what the command line or the run request leaves out:
+     * an executor ("constant-vus", "ramping-vus", "constant-arrival-rate",
+     * "ramping-arrival-rate", "per-vu-iterations", "shared-iterations"),
+     * VUs, a duration ("30s"), a rate per second, max VUs, stages
+     * ("30s:10,1m:10"), iterations. */
+    const char *executor;
+    int vus;
+    const char *duration;
+    double rate;
+    int max_vus;
+    const char *stages;
+    long iterations;
+    /* A directory whose .env and env.default supply hf_vu_param values
+     * (relative to the working directory); --service-dir overrides. */
+    const char *service_dir;
+    const char *description;
+};
+
+/* HF_WORKFLOW(fn) or HF_WORKFLOW(fn, .init = ..., .vus = 10, ...). */
+#define HF_WORKFLOW(...) HF_WORKFLOW_I(__VA_ARGS__, )
+#define HF_WORKFLOW_I(func, ...)                                               \
+    {                                                                          \
+        .name = #func, .fn = (func), __VA_ARGS__                               \
+    }
+#define HF_WORKFLOWS(...)                                                      \
+    ((const struct hf_workflow[]){__VA_ARGS__, {.name = NULL, .fn = NULL}})
+#define HF_THRESHOLDS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+struct hf_http_header {
+    const char *name;
+    const char *value;
+};
+
+struct hf_http_request {
+    const char *method; /* NULL: "GET" */
+    const char *url;    /* http://host[:port][/path][?query] */
+    /* The name the request is recorded under; NULL: method + path without
+     * the query ("GET /users/42"). Set it when URLs carry ids, or each id
+     * becomes a name of its own. */
+    const char *name;
+    const struct hf_http_header *headers;
+    size_t n_headers;
+    const void *body; /* sent with a Content-Length */
+    size_t body_len;
+    int64_t timeout_ms; /* 0: 60 s */
+    bool discard_body;  /* count the body's bytes but keep none */
+};
+
+/* A response, valid until the VU's next request. */
+typedef struct hf_http_response {
+    int status;             /* 0 when the request failed: see error */
+    const char *error;      /* NULL, or "timeout", "connect", "dns", "reset",
+                          "parse", "invalid", "tls", "cancelled" */
+    const char *error_text; /* detail, "" when none */
+    const char *body;       /* NUL-terminated; "" when none */
+    size_t body_len;
+    double duration_ms; /* sending + waiting + receiving */
+    const void *internal_;
+} hf_http_response;
+
+/* Sends the request and suspends the VU until the response (or an error,
+ * or the timeout). Never NULL. */
+HF_API const hf_http_response *hf_http_request(hf_vu *vu,
+                                               const struct hf_http_request *r);
+HF_API const hf_http_response *hf_http_get(hf_vu *vu, const char *url);
+/* POST with a body and a Content-Type (NULL: none). */
+HF_API const hf_http_response *hf_http_post(hf_vu *vu, const char *url,
+                                            const char *content_type,
+                                            const void *body, size_t len);
+/* The value of the response's first header called name, or NULL. */
+HF_API const char *hf_http_header(const hf_http_response *r, const char *name);
+
+/* Starts the step name: requests and checks from now on belong to it, and
+ * its duration is recorded when the next step starts or the iteration
+ * ends. NULL ends the current step. */
+HF_API void hf_step(hf_vu *vu, const char *name);
+/* Counts a pass or a fail of the check name; the VU goes on. Returns ok. */
+HF_API bool hf_check(hf_vu *vu, const char *name, bool ok);
+/* Suspends the VU for ms (returns early when the run is stopping). */
+HF_API void hf_sleep(hf_vu *vu, int64_t ms);
+
+/* 1..VUs, unique in the run (0 in setup and teardown). */
+HF_API int hf_vu_id(const hf_vu *vu);
+/* Iterations this VU completed before the current one. */
+HF_API uint64_t hf_vu_iteration(const hf_vu *vu);
+/* A pointer of the VU's own (set it in init). */
+HF_API void *hf_vu_state(const hf_vu *vu);
+HF_API void hf_vu_set_state(hf_vu *vu, void *state);
+/* A variable: the run's params (--param), then the environment, then the
+ * service directory's .env, then its env.default; NULL when none has it.
+ * Borrowed for the run. */
+HF_API const char *hf_vu_param(const hf_vu *vu, const char *key);
+/* What setup stored, and its length (NULL, 0 when nothing). */
+HF_API const void *hf_vu_setup_data(const hf_vu *vu, size_t *len);
+/* In setup: stores data (copied) for every VU and teardown. */
+HF_API void hf_setup_data_set(hf_vu *vu, const void *data, size_t len);
+/* The workflow's shared object, or NULL. */
+HF_API void *hf_vu_shared(const hf_vu *vu);
+/* True once the run is over for this VU (graceful stop ended): the
+ * workflow should return. */
+HF_API bool hf_vu_stopping(const hf_vu *vu);
 
 #endif

@@ -64,6 +64,71 @@ void registry_names(char *out, size_t outlen)
     }
 }
 
+size_t registry_workflow_count(const struct hf_suite *s)
+{
+    size_t n = 0;
+
+    while (s->workflows && s->workflows[n].name) {
+        n++;
+    }
+    return n;
+}
+
+int registry_find_workflow(const char *name, const struct hf_suite **suite,
+                           const struct hf_workflow **wf, char *err,
+                           size_t errlen)
+{
+    const char *slash = strchr(name, '/');
+    size_t found = 0;
+
+    for (size_t i = 0; i < registry_n; i++) {
+        const struct hf_suite *s = registry_suites[i];
+        const char *wname = name;
+
+        if (slash != NULL) {
+            size_t len = (size_t)(slash - name);
+
+            if (strlen(s->name) != len || strncmp(s->name, name, len) != 0) {
+                continue;
+            }
+            wname = slash + 1;
+        }
+        for (size_t j = 0; j < registry_workflow_count(s); j++) {
+            if (strcmp(s->workflows[j].name, wname) == 0) {
+                if (found++ == 0) {
+                    *suite = s;
+                    *wf = &s->workflows[j];
+                }
+            }
+        }
+    }
+    if (found == 1) {
+        return ST_OK;
+    }
+    if (found > 1) {
+        snprintf(err, errlen,
+                 "workflow \"%s\" is in several suites: name it SUITE/%s", name,
+                 name);
+        return ST_CONFLICT;
+    }
+    {
+        size_t off = 0;
+
+        off += (size_t)snprintf(
+            err, errlen, "no workflow \"%s\" in this binary; it has:", name);
+        for (size_t i = 0; i < registry_n && off < errlen; i++) {
+            const struct hf_suite *s = registry_suites[i];
+
+            for (size_t j = 0; j < registry_workflow_count(s) && off < errlen;
+                 j++) {
+                off += (size_t)snprintf(err + off, errlen - off, " %s/%s",
+                                        s->name, s->workflows[j].name);
+            }
+        }
+    }
+    return ST_NOT_FOUND;
+}
+
 size_t registry_test_count(const struct hf_suite *s)
 {
     size_t n = 0;
@@ -169,9 +234,28 @@ static int check_suite(const struct hf_suite *s, char *err, size_t errlen)
                  s->name, s->namespace, REGISTRY_MAX_NAME);
         return ST_INVALID;
     }
-    if (n == 0) {
-        snprintf(err, errlen, "suite %s has no tests", s->name);
+    if (n == 0 && registry_workflow_count(s) == 0) {
+        snprintf(err, errlen, "suite %s has no tests and no workflows",
+                 s->name);
         return ST_INVALID;
+    }
+    for (size_t i = 0; i < registry_workflow_count(s); i++) {
+        const struct hf_workflow *w = &s->workflows[i];
+
+        if (!registry_is_valid_name(w->name) || w->fn == NULL) {
+            snprintf(err, errlen,
+                     "suite %s: workflow \"%s\" needs a name of 1-%d "
+                     "characters of [A-Za-z0-9_.-] and a function",
+                     s->name, w->name, REGISTRY_MAX_NAME);
+            return ST_INVALID;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(s->workflows[j].name, w->name) == 0) {
+                snprintf(err, errlen, "suite %s: duplicate workflow %s",
+                         s->name, w->name);
+                return ST_INVALID;
+            }
+        }
     }
     if (s->max_attempts < 0 || s->test_timeout_ms < 0 || s->timeout_ms < 0) {
         snprintf(err, errlen,

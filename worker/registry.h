@@ -30,6 +30,14 @@ const struct hf_suite *registry_find(const char *name);
 void registry_names(char *out, size_t outlen);
 
 size_t registry_test_count(const struct hf_suite *s);
+size_t registry_workflow_count(const struct hf_suite *s);
+/* The workflow called name ("WORKFLOW" or "SUITE/WORKFLOW"). Returns 0
+ * with *suite and *wf set; ST_NOT_FOUND (err lists the workflows there
+ * are) or ST_CONFLICT (the name is in several suites). */
+MUST_CHECK int registry_find_workflow(const char *name,
+                                      const struct hf_suite **suite,
+                                      const struct hf_workflow **wf, char *err,
+                                      size_t errlen);
 const char *registry_namespace(const struct hf_suite *s);
 int registry_max_attempts(const struct hf_suite *s, const struct hf_test *t);
 int64_t registry_test_timeout_ms(const struct hf_suite *s,

@@ -37,6 +37,7 @@
 #include "runner.h"
 #include "subjects.h"
 #include "testfilter.h"
+#include "loadjob.h"
 #include "wire.h"
 #include "zygote.h"
 
@@ -45,6 +46,8 @@
  * run that is delivered later is dropped, not run. */
 #define SERVE_CANCEL_MEMORY_NS (3600 * CLOCK_NS_PER_S)
 #define SERVE_FETCH_WAIT_MS 1000
+/* Largest load snapshot published: under NATS' default 1 MiB payload. */
+#define SERVE_LOAD_SNAPSHOT_MAX (960 * 1024)
 
 struct serve_cfg {
     char *nats_url;
@@ -103,6 +106,9 @@ struct sjob {
     size_t n_tests;
     bool cancelled;
     bool publishing;
+    struct loadjob *load; /* a load run's job (docs/load.md) */
+    int64_t load_start_unix_ns;
+    struct wire_result_meta *load_meta; /* load parts of the result */
 };
 
 struct pub_item {
@@ -124,6 +130,8 @@ struct serve {
     const char *prog;
     struct event_base *base;
     struct zygote *zygote;
+    struct zygote *load_zygote; /* forks load jobs' children; NULL when no
+                                   suite has a workflow */
     struct bus *bus;
     struct loopq *inbox;
     struct bus_sub *cancel_sub;
@@ -322,12 +330,12 @@ static void *fetch_main(void *arg)
         size_t n = 0;
         int rc;
 
+        /* Waiters queue in order for the token (the kernel wakes the
+         * longest waiting first), so every suite gets its turn: a short
+         * timeout would re-queue them in step with the fetches and could
+         * starve one suite for good. serve_cleanup wakes them to stop. */
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 500 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        until.tv_sec += 10;
         /* A token is a free slot: without one, do not even ask. */
         if (sem_timedwait(&s->tokens, &until) != 0) {
             continue;
@@ -348,6 +356,12 @@ static void *fetch_main(void *arg)
         sem_post(&s->tokens);
         if (rc != ST_TIMEOUT) {
             sleep_ns(500 * CLOCK_NS_PER_MS);
+        } else if (s->n_fetchers > 1) {
+            /* Let a fetcher of another suite that waits for the token take
+             * it: re-entering sem_timedwait at once would usually win it
+             * back, and with fewer tokens than suites the other suites'
+             * jobs would wait for many fetch rounds. */
+            sleep_ns(2 * CLOCK_NS_PER_MS);
         }
     }
     return NULL;
@@ -492,6 +506,7 @@ static void job_free(struct sjob *j)
         event_free(j->progress);
     }
     runner_free(j->runner);
+    loadjob_free(j->load);
     for (size_t i = 0; i < j->n_tests; i++) {
         free(j->skip_reasons[i]);
     }
@@ -538,6 +553,15 @@ static void publish_result(struct sjob *j, const struct result_suite *res)
         .cancelled = j->cancelled,
         .timed_out = j->runner && runner_timed_out(j->runner),
     };
+
+    if (j->load_meta != NULL) {
+        meta.load_setup_data = j->load_meta->load_setup_data;
+        meta.load_setup_len = j->load_meta->load_setup_len;
+        meta.load_spec = j->load_meta->load_spec;
+        meta.load_total = j->load_meta->load_total;
+        meta.load_total_len = j->load_meta->load_total_len;
+        meta.load_seconds = j->load_meta->load_seconds;
+    }
 
     if (res->result == RESULT_PASSED) {
         s->jobs_passed++;
@@ -602,6 +626,8 @@ static void fail_job(struct sjob *j, const char *why)
     result_suite_cleanup(&res);
 }
 
+static void start_load(struct serve *s, struct sjob *j);
+
 static void start_job(struct serve *s, struct sjob *j)
 {
     const struct hf_suite *suite = registry_find(j->job.suite);
@@ -611,6 +637,10 @@ static void start_job(struct serve *s, struct sjob *j)
     size_t selected = 0;
 
     publish_started(j);
+    if (j->job.load != NULL) {
+        start_load(s, j);
+        return;
+    }
     if (!suite || strcmp(registry_namespace(suite), j->job.ns) != 0) {
         fail_job(j, "this worker has no such suite");
         return;
@@ -663,6 +693,159 @@ static void start_job(struct serve *s, struct sjob *j)
              j->job.job_id, j->job.run_id, j->job.ns, j->job.suite, j->attempt);
 }
 
+/* ---- Load jobs (docs/load.md) ------------------------------------------ */
+
+static void on_load_snapshot(void *arg, int64_t second, int64_t t_ns,
+                             const void *snap, size_t len)
+{
+    struct sjob *j = arg;
+    struct pub_item *it = mem_zalloc(sizeof(*it));
+    struct wire_load_snapshot ws = {.run_id = j->job.run_id,
+                                    .job_id = j->job.job_id,
+                                    .job_attempt = j->attempt,
+                                    .shard = j->job.load->shard,
+                                    .second = second,
+                                    .t_ns = t_ns,
+                                    .snap = (void *)snap,
+                                    .snap_len = len};
+    char kind[48];
+
+    if (len > SERVE_LOAD_SNAPSHOT_MAX) {
+        /* NATS would refuse it for good and the publisher would retry it
+         * forever: the second is lost instead, loudly. */
+        log_error("worker: job %s: second %" PRId64 "'s snapshot is %zu "
+                  "bytes, over %d: not sent (use fewer request names)",
+                  j->job.job_id, second, len, SERVE_LOAD_SNAPSHOT_MAX);
+        free(it);
+        return;
+    }
+    snprintf(kind, sizeof(kind), "load/%" PRId64, second);
+    subjects_results(j->job.run_id, "load", it->subject, sizeof(it->subject));
+    subjects_msg_id(j->job.job_id, j->job.created_unix_ms, j->attempt, kind,
+                    it->msg_id, sizeof(it->msg_id));
+    buf_init(&it->data, 0);
+    wire_load_snapshot_encode(&ws, &it->data);
+    /* Same publisher queue as the result: snapshots are confirmed before
+     * the result that ends the shard is sent. */
+    pub_push(j->s, it);
+}
+
+/* Publishes a load job's result with its load parts. */
+static void load_result(struct sjob *j, enum result_kind kind,
+                        const char *reason, const struct loadjob_result *r)
+{
+    struct result_suite res;
+    struct wire_result_meta lm;
+    struct wire_job spec;
+    bool have_spec = false;
+
+    memset(&lm, 0, sizeof(lm));
+    result_suite_init(&res, j->job.suite, j->job.ns);
+    res.result = kind;
+    res.reason = reason && *reason ? mem_strdup(reason) : NULL;
+    res.start_unix_ns =
+        j->load_start_unix_ns ? j->load_start_unix_ns : clock_real_ns();
+    if (r != NULL) {
+        buf_adds(&res.log, r->output);
+        lm.load_setup_data = (void *)r->setup_data;
+        lm.load_setup_len = r->setup_len;
+        lm.load_total = (void *)r->total;
+        lm.load_total_len = r->total_len;
+        lm.load_seconds = r->seconds;
+        if (r->spec != NULL &&
+            wire_job_decode(r->spec, r->spec_len, &spec) == ST_OK) {
+            have_spec = true;
+            lm.load_spec = spec.load;
+        }
+    }
+    result_suite_finish(&res);
+    res.result = kind; /* finish counts tests; a load job has none */
+    j->load_meta = &lm;
+    publish_result(j, &res);
+    j->load_meta = NULL;
+    if (have_spec) {
+        wire_job_cleanup(&spec);
+    }
+    result_suite_cleanup(&res);
+}
+
+static void on_load_done(void *arg, const struct loadjob_result *r)
+{
+    struct sjob *j = arg;
+    enum result_kind kind =
+        r->outcome == LOADJOB_OK ? RESULT_PASSED : RESULT_ERROR;
+
+    if (r->outcome == LOADJOB_ABORTED) {
+        j->cancelled = true;
+    }
+    log_info("worker: load job %s ended: %s%s%s", j->job.job_id,
+             r->outcome == LOADJOB_OK        ? "done"
+             : r->outcome == LOADJOB_ABORTED ? "aborted"
+                                             : "error",
+             *r->reason ? ": " : "", r->reason);
+    load_result(j, kind, r->reason, r);
+}
+
+static void start_load(struct serve *s, struct sjob *j)
+{
+    const struct wire_load *l = j->job.load;
+    struct loadjob_ops ops = {
+        .snapshot = on_load_snapshot, .done = on_load_done, .arg = j};
+    int64_t now = clock_real_ns();
+    int64_t run_ns = 10 * 60 * CLOCK_NS_PER_S;
+    int64_t deadline;
+
+    j->load_start_unix_ns = now;
+    if (s->load_zygote == NULL) {
+        fail_job(j, "this worker has no workflows");
+        return;
+    }
+    if (l->phase != WIRE_LOAD_TEARDOWN && run_is_cancelled(s, j->job.run_id)) {
+        j->cancelled = true;
+        load_result(j, RESULT_ERROR, "cancelled before it started", NULL);
+        return;
+    }
+    if (l->phase == WIRE_LOAD_SHARD && j->attempt > 1) {
+        /* Started again elsewhere, late, it would skew the load: the shard
+         * is reported lost instead (docs/load.md). */
+        char why[256];
+
+        snprintf(why, sizeof(why),
+                 "lost: shard %d's worker stopped answering (delivery %d); "
+                 "a late restart would skew the load",
+                 l->shard, j->attempt);
+        load_result(j, RESULT_ERROR, why, NULL);
+        return;
+    }
+    if (l->phase == WIRE_LOAD_SHARD) {
+        int64_t stages = 0;
+
+        for (size_t i = 0; i < l->n_stages; i++) {
+            stages += l->stages[i].duration_ms * CLOCK_NS_PER_MS;
+        }
+        run_ns =
+            l->duration_ms * CLOCK_NS_PER_MS + stages +
+            (l->max_duration_ms > 0 ? l->max_duration_ms : 10 * 60 * 1000) *
+                CLOCK_NS_PER_MS +
+            l->graceful_stop_ms * CLOCK_NS_PER_MS;
+        if (l->start_at_unix_ns > now) {
+            run_ns += l->start_at_unix_ns - now;
+        }
+    }
+    deadline = clock_mono_ns() + run_ns + 120 * CLOCK_NS_PER_S;
+    if (loadjob_start(s->base, s->load_zygote, bus_msg_data(j->msg),
+                      bus_msg_len(j->msg), deadline, &ops, &j->load) != ST_OK) {
+        j->load = NULL;
+        fail_job(j, "could not start a child process");
+        return;
+    }
+    s->jobs_started++;
+    log_info("worker: running load job %s (run %" PRId64 ", %s/%s, "
+             "workflow %s, attempt %d)",
+             j->job.job_id, j->job.run_id, j->job.ns, j->job.suite, l->workflow,
+             j->attempt);
+}
+
 static void take_job(struct serve *s, struct bus_msg *msg)
 {
     struct sjob *j = mem_zalloc(sizeof(*j));
@@ -693,7 +876,7 @@ static void take_job(struct serve *s, struct bus_msg *msg)
     if (s->draining ||
         (j->job.not_after_unix_ms &&
          clock_real_ns() / CLOCK_NS_PER_MS > j->job.not_after_unix_ms) ||
-        run_is_cancelled(s, j->job.run_id)) {
+        (run_is_cancelled(s, j->job.run_id) && j->job.load == NULL)) {
         if (s->draining) {
             (void)bus_msg_nak(msg, 0); /* someone else runs it */
         } else {
@@ -738,6 +921,14 @@ static void on_cancel(struct serve *s, int64_t run_id, const char *reason)
 {
     remember_cancel(s, run_id);
     for (struct sjob *j = s->jobs; j; j = j->next) {
+        if (j->job.run_id == run_id && j->load && !j->publishing &&
+            j->job.load->phase != WIRE_LOAD_TEARDOWN) {
+            log_info("worker: cancelling load job %s: %s", j->job.job_id,
+                     reason);
+            j->cancelled = true;
+            loadjob_cancel(j->load, reason && *reason ? reason : "cancelled",
+                           s->cfg.kill_grace_ns + 10 * CLOCK_NS_PER_S);
+        }
         if (j->job.run_id == run_id && j->runner && !j->publishing) {
             log_info("worker: cancelling run %" PRId64 ": %s", run_id, reason);
             j->cancelled = true;
@@ -836,6 +1027,12 @@ static void build_suites(struct serve *s)
         si->max_attempts = registry_max_attempts(su, NULL);
         si->test_timeout_ms = registry_test_timeout_ms(su, NULL);
         si->timeout_ms = registry_suite_timeout_ms(su);
+        si->workflows =
+            mem_calloc(registry_workflow_count(su) + 1, sizeof(*si->workflows));
+        si->n_workflows = registry_workflow_count(su);
+        for (size_t k = 0; k < si->n_workflows; k++) {
+            si->workflows[k] = (char *)su->workflows[k].name;
+        }
         si->tests = mem_calloc(nt + 1, sizeof(*si->tests));
         si->n_tests = nt;
         for (size_t k = 0; k < nt; k++) {
@@ -1149,6 +1346,9 @@ static int make_fetchers(struct serve *s)
 static void serve_cleanup(struct serve *s)
 {
     atomic_store(&s->stopping, true);
+    for (size_t i = 0; i < s->n_fetchers; i++) {
+        sem_post(&s->tokens); /* wakes the fetchers waiting for a token */
+    }
     if (s->setup_started) {
         pthread_join(s->setup_thread, NULL);
     }
@@ -1216,9 +1416,18 @@ int serve_main(const char *prog, int argc, char **argv)
     if (zygote_start(child_main, &s->zygote) != ST_OK) {
         goto out;
     }
+    for (size_t i = 0; i < registry_count(); i++) {
+        if (registry_workflow_count(registry_at(i)) > 0) {
+            if (zygote_start(loadchild_main, &s->load_zygote) != ST_OK) {
+                goto out;
+            }
+            break;
+        }
+    }
     evthread_use_pthreads();
     s->base = event_base_new();
     if (!s->base || zygote_attach(s->zygote, s->base) != ST_OK ||
+        (s->load_zygote && zygote_attach(s->load_zygote, s->base) != ST_OK) ||
         loopq_new(s->base, on_item, s, &s->inbox) != ST_OK) {
         goto out;
     }
@@ -1321,6 +1530,7 @@ out:
     bus_free(s->bus);
     for (size_t i = 0; i < s->status.n_suites; i++) {
         free(s->status.suites[i].tests);
+        free(s->status.suites[i].workflows);
     }
     free(s->status.suites);
     free(s->cancelled);
@@ -1334,6 +1544,7 @@ out:
     httpd_free(s->http);
     metrics_free(s->metrics);
     zygote_free(s->zygote);
+    zygote_free(s->load_zygote);
     if (s->base) {
         event_base_free(s->base);
     }

@@ -19,7 +19,7 @@ static const struct command commands[] = {
     {"run", cmd_run},           {"runs", cmd_runs},
     {"show", cmd_show},         {"cancel", cmd_cancel},
     {"suites", cmd_suites},     {"workers", cmd_workers},
-    {"schedule", cmd_schedule},
+    {"schedule", cmd_schedule}, {"diff", cmd_diff},
 };
 
 static void usage(FILE *f, const char *prog)
@@ -39,6 +39,8 @@ static void usage(FILE *f, const char *prog)
             "  workers        the workers\n"
             "  schedule SUB   schedules: create, list, show, pause, resume, "
             "delete\n"
+            "  diff A B       compare two load runs (run ids or report "
+            "files)\n"
             "  version        handoffctl's version\n"
             "  help           this text\n"
             "\n"

@@ -600,6 +600,16 @@ int remote_get_run(struct remote *r, const char *id, struct remote_run *out,
     return rc;
 }
 
+int remote_get_load_report(struct remote *r, const char *id, struct buf *out,
+                           struct remote_error *err)
+{
+    char *path = run_path(r, id, "/load");
+    int rc = request(r, "GET", path, NULL, NULL, out, err);
+
+    free(path);
+    return rc;
+}
+
 int remote_cancel_run(struct remote *r, const char *id, const char *reason,
                       struct remote_run *out, struct buf *raw,
                       struct remote_error *err)

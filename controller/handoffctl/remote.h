@@ -174,6 +174,10 @@ MUST_CHECK int remote_get_run(struct remote *r, const char *id,
                               struct remote_run *out, struct buf *raw,
                               struct remote_error *err);
 /* POST /api/v1/runs/{id}/cancel; reason may be NULL. */
+/* GET /api/v1/runs/{id}/load: a load run's report (JSON) into out. */
+MUST_CHECK int remote_get_load_report(struct remote *r, const char *id,
+                                      struct buf *out,
+                                      struct remote_error *err);
 MUST_CHECK int remote_cancel_run(struct remote *r, const char *id,
                                  const char *reason, struct remote_run *out,
                                  struct buf *raw, struct remote_error *err);

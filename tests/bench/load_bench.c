@@ -8,6 +8,11 @@
  *   handoff-bench-load switch    coroutine round trip vs glibc swapcontext
  *   handoff-bench-load transport the engine vs two bare callback clients,
  *                                raw sockets and bufferevents
+ *   handoff-bench-load soak      opt-in: constant-arrival-rate --rate R
+ *                                (default 1,000/s) for --duration S
+ *                                (default 3600) against nginx; RSS is
+ *                                sampled every second and must stay within
+ *                                5 % of its value after the first minute
  *
  * Options: --rounds N, --duration SECONDS, --threads T (engine loop
  * threads), --nginx-workers W, --vus N. nginx runs as a child in its own
@@ -24,6 +29,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +58,7 @@ struct opts {
     int threads;
     int nginx_workers;
     int vus;
+    double rate;
 };
 
 /* ---- nginx ---------------------------------------------------------------- */
@@ -660,6 +667,111 @@ static int bench_idle(const struct opts *o)
     return 0;
 }
 
+/* ---- Soak ------------------------------------------------------------------ */
+
+struct soak {
+    int64_t warmup_ns;
+    long base_kib; /* RSS at the end of the warm-up */
+    long max_kib;  /* after it */
+    long last_kib;
+    uint64_t requests;
+    uint64_t failed;
+    uint64_t dropped;
+    int vus_alive_max;
+};
+
+static bool soak_second(void *arg, const struct engine_point *pt,
+                        const struct snap *second, const struct snap *total,
+                        char *reason, size_t reason_len)
+{
+    struct soak *s = arg;
+    long rss = rss_kib();
+
+    (void)second;
+    (void)total;
+    (void)reason;
+    (void)reason_len;
+    s->requests += pt->requests;
+    s->failed += pt->failed;
+    s->dropped += pt->dropped;
+    s->last_kib = rss;
+    if (pt->vus_alive > s->vus_alive_max) {
+        s->vus_alive_max = pt->vus_alive;
+    }
+    if (pt->t_ns <= s->warmup_ns) {
+        s->base_kib = rss;
+    } else if (rss > s->max_kib) {
+        s->max_kib = rss;
+    }
+    if ((pt->t_ns / CLOCK_NS_PER_S) % 60 == 0) {
+        fprintf(stderr, "%6.0fs  rss %ld KiB  rps %llu  p99 %.2f ms  vus %d\n",
+                (double)pt->t_ns / 1e9, rss, (unsigned long long)pt->requests,
+                (double)pt->p99_ns / 1e6, pt->vus_alive);
+    }
+    return false;
+}
+
+static int bench_soak(const struct opts *o)
+{
+    struct engine_config cfg;
+    struct engine_result res;
+    struct soak s;
+    char url[64];
+    int port = nginx_start(o->nginx_workers);
+    double growth;
+    double end_growth;
+    int rc = 1;
+
+    if (port < 0) {
+        fprintf(stderr, "cannot start nginx\n");
+        goto out;
+    }
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+    memset(&s, 0, sizeof(s));
+    s.warmup_ns =
+        (o->duration_s >= 600 ? 60 : o->duration_s / 10) * CLOCK_NS_PER_S;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.executor = ENGINE_CONSTANT_ARRIVAL_RATE;
+    cfg.workflow = wf_get;
+    cfg.data = url;
+    cfg.rate = o->rate;
+    cfg.duration_ns = (int64_t)o->duration_s * CLOCK_NS_PER_S;
+    cfg.graceful_stop_ns = 5 * CLOCK_NS_PER_S;
+    cfg.pre_allocated_vus = 20;
+    cfg.max_vus = 1000;
+    cfg.threads = o->threads;
+    cfg.on_second = soak_second;
+    cfg.on_second_arg = &s;
+    fprintf(stderr, "soak: %.0f/s for %d s against nginx on port %d\n", o->rate,
+            o->duration_s, port);
+    if (engine_run(&cfg, &res) != 0) {
+        fprintf(stderr, "engine_run failed\n");
+        goto out;
+    }
+    engine_result_cleanup(&res);
+    /* Peak and end, against the RSS after the warm-up: a stall on a shared
+     * machine starts VUs (vus_max), whose memory is given back once they
+     * idle; the end figure shows what stayed. */
+    growth = s.base_kib > 0
+                 ? 100.0 * (double)(s.max_kib - s.base_kib) / (double)s.base_kib
+                 : 0;
+    end_growth = s.base_kib > 0 ? 100.0 * (double)(s.last_kib - s.base_kib) /
+                                      (double)s.base_kib
+                                : 0;
+    printf("bench load_soak: duration_s=%d rate=%.0f requests=%llu "
+           "failed=%llu dropped=%llu rss_base_kib=%ld rss_max_kib=%ld "
+           "rss_end_kib=%ld vus_max=%d growth_pct=%.2f end_growth_pct=%.2f "
+           "goal_pct=5\n",
+           o->duration_s, o->rate, (unsigned long long)s.requests,
+           (unsigned long long)s.failed, (unsigned long long)s.dropped,
+           s.base_kib, s.max_kib, s.last_kib, s.vus_alive_max, growth,
+           end_growth);
+    rc = 0;
+out:
+    nginx_stop();
+    return rc;
+}
+
 #define SWITCH_TRIPS 2000000
 
 static struct coro *ping_co;
@@ -757,21 +869,26 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--rounds") == 0) {
             bad = parse_int(v, 1, MAX_ROUNDS, &o.rounds);
         } else if (strcmp(argv[i], "--duration") == 0) {
-            bad = parse_int(v, 1, 3600, &o.duration_s);
+            bad = parse_int(v, 1, 86400, &o.duration_s);
         } else if (strcmp(argv[i], "--threads") == 0) {
             bad = parse_int(v, 1, ENGINE_THREADS_MAX, &o.threads);
         } else if (strcmp(argv[i], "--nginx-workers") == 0) {
             bad = parse_int(v, 1, 64, &o.nginx_workers);
         } else if (strcmp(argv[i], "--vus") == 0) {
             bad = parse_int(v, 1, ENGINE_VUS_MAX, &o.vus);
+        } else if (strcmp(argv[i], "--rate") == 0) {
+            int r = 0;
+
+            bad = parse_int(v, 1, 1000000, &r);
+            o.rate = r;
         } else {
             bad = -1;
         }
         if (bad != 0) {
             fprintf(stderr,
-                    "usage: %s [http|idle-vus|switch|transport] [--rounds N] "
-                    "[--duration S] [--threads T] [--nginx-workers W] "
-                    "[--vus N]\n",
+                    "usage: %s [http|idle-vus|switch|transport|soak] "
+                    "[--rounds N] [--duration S] [--threads T] "
+                    "[--nginx-workers W] [--vus N] [--rate R]\n",
                     argv[0]);
             return 2;
         }
@@ -795,6 +912,16 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "switch") == 0) {
         return bench_switch(&o);
+    }
+    if (strcmp(cmd, "soak") == 0) {
+        bool dur_given = false;
+
+        for (int k = 1; k < argc; k++) {
+            dur_given |= strcmp(argv[k], "--duration") == 0;
+        }
+        o.duration_s = dur_given ? o.duration_s : 3600;
+        o.rate = o.rate > 0 ? o.rate : 1000;
+        return bench_soak(&o);
     }
     fprintf(stderr, "unknown benchmark %s\n", cmd);
     return 2;

@@ -1,9 +1,11 @@
 /* Schedules end to end (docs/scheduling.md), against the real
  * nats-server, PostgreSQL and Redis of deploy/stack.sh: three controller
  * replicas fire `@every 1s` schedules, checked in PostgreSQL: one run per
- * tick, also when a replica is killed -9; a singleton whose runs outlast
- * its period never overlaps; Redis stopped for 5 s; controllers restarted
- * under both catch-up policies; bad schedules refused.
+ * tick, also when a replica is killed -9; a burst of schedules sharing a
+ * tick is prepared ahead and fires at the tick, once each, spread over the
+ * replicas; a singleton whose runs outlast its period never overlaps;
+ * Redis stopped for 5 s; controllers restarted under both catch-up
+ * policies; bad schedules refused.
  *
  * Needs HANDOFF_NATS_URL, HANDOFF_PG_DSN, HANDOFF_REDIS_URL and
  * HANDOFF_STACK_DIR (tests/run.sh sets them). The test makes a database
@@ -274,6 +276,90 @@ test_e2e_every_second_fires_once_per_tick_on_three_replicas(void **state)
     await_ready(2);
 }
 
+#define BURST 300
+
+static void
+test_e2e_burst_sharing_a_tick_fires_once_each_at_the_tick(void **state)
+{
+    char body[512];
+    int64_t first;
+
+    (void)state;
+    /* Every 5 s at the same second; in a pool nobody serves, so the runs
+     * only queue: this is about firing. */
+    for (int i = 0; i < BURST; i++) {
+        struct e2e_http h;
+
+        snprintf(body, sizeof(body),
+                 "{\"name\":\"burst-%03d\",\"suite\":\"e2e\","
+                 "\"namespace\":\"test\",\"pool\":\"nobody-%s\","
+                 "\"run\":\"quick\",\"expression\":\"*/5 * * * * *\","
+                 "\"overlap_policy\":\"allow\",\"queue_timeout\":\"30s\"}",
+                 i, E2E.pool);
+        h = e2e_request(E.url[i % N_CTL], "POST", "/api/v1/schedules", body,
+                        NULL);
+        if (h.status != 201) {
+            fail_msg("POST %s: %ld %s", body, h.status, buf_str(&h.body));
+        }
+        buf_cleanup(&h.body);
+    }
+    /* Two whole ticks after the last schedule was made. */
+    first = e2e_sql_count("SELECT (ceil(extract(epoch FROM now()) / 5) * 5 "
+                          "* 1000)::bigint + 5000",
+                          NULL);
+    while (db_now_ms() < first + 5000 + 3000) {
+        e2e_sleep_ms(500);
+    }
+    for (int k = 0; k < 2; k++) {
+        char tick[24];
+        const char *p[1] = {tick};
+        struct db_res *res = NULL;
+
+        snprintf(tick, sizeof(tick), "%" PRId64, first + 5000 * k);
+        assert_int_equal(
+            db_exec(E2E.db,
+                    "SELECT count(*), count(DISTINCT t.schedule_id), "
+                    "count(DISTINCT t.controller), min(r.created_at - "
+                    "t.tick_at) >= interval '0', count(*) FILTER (WHERE "
+                    "j.payload IS NULL) FROM schedule_ticks t JOIN "
+                    "schedules s ON s.id = t.schedule_id JOIN runs r ON "
+                    "r.id = t.run_id LEFT JOIN jobs j ON j.run_id = r.id "
+                    "WHERE s.name LIKE 'burst-%' AND t.outcome = 'fired' "
+                    "AND t.tick_at = timestamptz 'epoch' + $1::bigint * "
+                    "interval '1 ms'",
+                    1, p, &res),
+            ST_OK);
+        fprintf(stderr,
+                "burst tick %d: %s runs of %s schedules by %s "
+                "replicas\n",
+                k, db_res_get(res, 0, 0), db_res_get(res, 0, 1),
+                db_res_get(res, 0, 2));
+        /* One run each, none before its tick, each with its job. */
+        assert_string_equal(db_res_get(res, 0, 0), "300");
+        assert_string_equal(db_res_get(res, 0, 1), "300");
+        assert_string_equal(db_res_get(res, 0, 3), "t");
+        assert_string_equal(db_res_get(res, 0, 4), "0");
+        db_res_free(res);
+    }
+    /* Every tick of the burst went to more than one replica. */
+    assert_true(e2e_sql_count("SELECT count(DISTINCT t.controller) FROM "
+                              "schedule_ticks t JOIN schedules s ON s.id = "
+                              "t.schedule_id WHERE s.name LIKE $1",
+                              "burst-%") >= 2);
+    assert_int_equal(e2e_sql_count("SELECT count(*) FROM (SELECT 1 FROM "
+                                   "schedule_ticks t JOIN schedules s ON "
+                                   "s.id = t.schedule_id WHERE s.name LIKE "
+                                   "$1 GROUP BY t.schedule_id, t.tick_at "
+                                   "HAVING count(*) > 1) d",
+                                   "burst-%"),
+                     0);
+    assert_int_equal(db_exec(E2E.db,
+                             "UPDATE schedules SET enabled = false, "
+                             "next_fire_at = NULL WHERE name LIKE $1",
+                             1, (const char *[]){"burst-%"}, NULL),
+                     ST_OK);
+}
+
 static void test_e2e_singleton_never_overlaps_and_records_skips(void **state)
 {
     int64_t until = clock_mono_ns() + 30 * CLOCK_NS_PER_S;
@@ -493,6 +579,8 @@ int main(void)
         cmocka_unit_test(test_e2e_bad_schedules_get_4xx_and_leave_no_row),
         cmocka_unit_test(
             test_e2e_every_second_fires_once_per_tick_on_three_replicas),
+        cmocka_unit_test(
+            test_e2e_burst_sharing_a_tick_fires_once_each_at_the_tick),
         cmocka_unit_test(test_e2e_singleton_never_overlaps_and_records_skips),
         cmocka_unit_test(test_e2e_redis_away_for_5s_fires_nothing_then_resumes),
         cmocka_unit_test(test_e2e_restart_follows_catch_up_and_repeats_nothing),

@@ -1764,7 +1764,7 @@ static void test_usage_errors_exit_2_naming_what_is_known(void **state)
     } cases[] = {
         {{"frobnicate", NULL},
          "unknown command \"frobnicate\"; known commands: run, runs, show, "
-         "cancel, suites, workers, schedule, version, help"},
+         "cancel, suites, workers, schedule, diff, version, help"},
         {{"schedule", "frob", NULL}, "schedule create NAME SUITE --expr"},
         {{"schedule", "create", "n", "e2e", NULL}, "--expr is required"},
         {{"schedule", "create", "n", "a/b/c", "--expr", "@daily", NULL},
@@ -1831,6 +1831,31 @@ static void test_help_and_version_exit_0(void **state)
     done(&run_help);
     done(&runs_help);
     done(&version);
+}
+
+static void test_diff_of_report_files_exits_1_on_a_regression(void **state)
+{
+    struct outcome same =
+        ctl((const char *[]){"diff", HANDOFF_TEST_DATA_DIR "/load/passed.json",
+                             HANDOFF_TEST_DATA_DIR "/load/passed.json", NULL});
+    struct outcome worse =
+        ctl((const char *[]){"diff", HANDOFF_TEST_DATA_DIR "/load/passed.json",
+                             HANDOFF_TEST_DATA_DIR "/load/failed.json", NULL});
+    struct outcome json = ctl((const char *[]){
+        "diff", "--json", HANDOFF_TEST_DATA_DIR "/load/passed.json",
+        HANDOFF_TEST_DATA_DIR "/load/passed.json", NULL});
+    struct outcome missing =
+        ctl((const char *[]){"diff", "/nonexistent/a.json", "b.json", NULL});
+
+    (void)state;
+    expect(&same, 0, "out", NULL);
+    expect(&worse, 1, "out", NULL);
+    expect(&json, 0, "out", "handoff.load.diff/1");
+    expect(&missing, 2, "err", "diff: A /nonexistent/a.json");
+    done(&same);
+    done(&worse);
+    done(&json);
+    done(&missing);
 }
 
 /* ---- The parsers, fed directly ------------------------------------------ */
@@ -2171,6 +2196,7 @@ int main(void)
         cmocka_unit_test(test_schedule_list_prints_the_schedules),
         cmocka_unit_test(test_usage_errors_exit_2_naming_what_is_known),
         cmocka_unit_test(test_help_and_version_exit_0),
+        cmocka_unit_test(test_diff_of_report_files_exits_1_on_a_regression),
         cmocka_unit_test(test_sse_parser_reads_events_split_at_every_byte),
         cmocka_unit_test(test_sse_parser_caps_lines_and_passes_stops_back),
         cmocka_unit_test(test_json_decoder_survives_every_truncation_of_a_run),

@@ -701,7 +701,11 @@ static void test_httpc_refuses_bad_urls_methods_and_headers(void **state)
     fx_cleanup(&fx);
 }
 
-static void test_httpc_https_is_a_tls_error_until_supported(void **state)
+/* https against a server that speaks plain HTTP and waits for a request:
+ * the handshake never completes, and the request ends in its timeout (or
+ * a TLS error, when the server answers the hello with garbage). HTTPS
+ * itself: tests/load/test_load_run.c. */
+static void test_httpc_https_to_a_plain_server_is_a_tls_error(void **state)
 {
     struct fx fx;
 
@@ -709,8 +713,10 @@ static void test_httpc_https_is_a_tls_error_until_supported(void **state)
     fx_init(&fx, NULL);
     snprintf(fx.url, sizeof(fx.url), "https://127.0.0.1:%d/", fx.srv.port);
     fx_run(&fx, body_get_once);
-    assert_int_equal(fx.res[0].error, HTTPC_ERR_TLS);
-    assert_int_equal(fx.srv.accepted, 0);
+    assert_true(fx.res[0].error == HTTPC_ERR_TLS ||
+                fx.res[0].error == HTTPC_ERR_TIMEOUT);
+    assert_int_equal(fx.res[0].status, 0);
+    assert_int_equal(fx.srv.accepted, 1);
     fx_cleanup(&fx);
 }
 
@@ -1017,7 +1023,7 @@ int main(void)
         cmocka_unit_test(test_httpc_malformed_responses_are_parse_errors),
         cmocka_unit_test(test_httpc_caps_headers_and_bodies),
         cmocka_unit_test(test_httpc_refuses_bad_urls_methods_and_headers),
-        cmocka_unit_test(test_httpc_https_is_a_tls_error_until_supported),
+        cmocka_unit_test(test_httpc_https_to_a_plain_server_is_a_tls_error),
         cmocka_unit_test(test_httpc_resolves_names_and_reports_dns_errors),
         cmocka_unit_test(test_httpc_timings_are_sane),
         cmocka_unit_test(test_httpc_cancel_ends_the_request_unrecorded),

@@ -335,6 +335,178 @@ static void test_wire_survives_truncated_and_corrupted_input(void **state)
     buf_cleanup(&b);
 }
 
+/* ---- Load runs ------------------------------------------------------- */
+
+static struct wire_load *sample_load(void)
+{
+    static struct wire_load_stage stages[] = {{1000, 10}, {2000, 0}};
+    static char *ths[] = {(char *)"http_req_failed: rate<0.01",
+                          (char *)"checks: rate>0.99 abort_on_fail"};
+    struct wire_load l = {
+        .workflow = (char *)"get",
+        .phase = WIRE_LOAD_SHARD,
+        .executor = (char *)"ramping-arrival-rate",
+        .vus = 3,
+        .rate = 12.5,
+        .time_unit_ms = 1000,
+        .stages = stages,
+        .n_stages = 2,
+        .pre_allocated_vus = 4,
+        .max_vus = 50,
+        .iterations = 7,
+        .graceful_stop_ms = 1500,
+        .shard = 1,
+        .shards = 3,
+        .start_at_unix_ns = INT64_C(1795000000000000000),
+        .setup_data = (char *)"tok\0en",
+        .setup_len = 6,
+        .thresholds = ths,
+        .n_thresholds = 2,
+    };
+
+    return wire_load_dup(&l);
+}
+
+static void test_wire_load_job_snapshot_and_result_round_trip(void **state)
+{
+    struct wire_job j = {.job_id = (char *)"9.2",
+                         .run_id = 9,
+                         .suite = (char *)"load",
+                         .ns = (char *)"examples",
+                         .shard = 2,
+                         .shards = 3};
+    struct wire_job d;
+    struct wire_load_snapshot snap = {.run_id = 9,
+                                      .job_id = (char *)"9.2",
+                                      .job_attempt = 1,
+                                      .shard = 1,
+                                      .second = 4,
+                                      .t_ns = 4000000123,
+                                      .snap = (char *)"HFS1\0\1",
+                                      .snap_len = 6};
+    struct wire_load_snapshot ds;
+    struct result_suite res;
+    struct result_suite dres;
+    struct wire_result_meta meta = {.job_id = (char *)"9.0",
+                                    .run_id = 9,
+                                    .job_attempt = 1,
+                                    .load_setup_data = (char *)"abc",
+                                    .load_setup_len = 3,
+                                    .load_total = (char *)"xyz\0",
+                                    .load_total_len = 4,
+                                    .load_seconds = 5};
+    struct wire_result_meta dm;
+    struct buf b;
+
+    (void)state;
+    j.load = sample_load();
+    meta.load_spec = j.load;
+    buf_init(&b, 0);
+    wire_job_encode(&j, &b);
+    assert_int_equal(wire_job_decode(b.data, b.len, &d), ST_OK);
+    assert_non_null(d.load);
+    assert_string_equal(d.load->workflow, "get");
+    assert_int_equal(d.load->phase, WIRE_LOAD_SHARD);
+    assert_string_equal(d.load->executor, "ramping-arrival-rate");
+    assert_int_equal(d.load->n_stages, 2);
+    assert_true(d.load->stages[0].target == 10 &&
+                d.load->stages[1].duration_ms == 2000);
+    assert_true(d.load->rate == 12.5);
+    assert_int_equal(d.load->shard, 1);
+    assert_int_equal(d.load->shards, 3);
+    assert_true(d.load->start_at_unix_ns == j.load->start_at_unix_ns);
+    assert_int_equal(d.load->setup_len, 6);
+    assert_memory_equal(d.load->setup_data, "tok\0en", 6);
+    assert_int_equal(d.load->n_thresholds, 2);
+    assert_string_equal(d.load->thresholds[1],
+                        "checks: rate>0.99 abort_on_fail");
+    wire_job_cleanup(&d);
+
+    buf_reset(&b);
+    wire_load_snapshot_encode(&snap, &b);
+    assert_int_equal(wire_load_snapshot_decode(b.data, b.len, &ds), ST_OK);
+    assert_true(ds.second == 4 && ds.t_ns == 4000000123 && ds.shard == 1);
+    assert_int_equal(ds.snap_len, 6);
+    assert_memory_equal(ds.snap, "HFS1\0\1", 6);
+    wire_load_snapshot_cleanup(&ds);
+    snap.second = 0;
+    buf_reset(&b);
+    wire_load_snapshot_encode(&snap, &b);
+    assert_int_equal(wire_load_snapshot_decode(b.data, b.len, &ds),
+                     ST_PROTOCOL);
+
+    result_suite_init(&res, "load", "examples");
+    result_suite_finish(&res);
+    buf_reset(&b);
+    wire_result_encode(&res, &meta, &b);
+    assert_int_equal(wire_result_decode(b.data, b.len, &dres, &dm), ST_OK);
+    assert_int_equal(dm.load_setup_len, 3);
+    assert_memory_equal(dm.load_setup_data, "abc", 3);
+    assert_int_equal(dm.load_total_len, 4);
+    assert_true(dm.load_seconds == 5);
+    assert_non_null(dm.load_spec);
+    assert_string_equal(dm.load_spec->executor, "ramping-arrival-rate");
+    wire_result_meta_cleanup(&dm);
+    result_suite_cleanup(&dres);
+    result_suite_cleanup(&res);
+    wire_load_free(j.load);
+    buf_cleanup(&b);
+}
+
+static void test_wire_load_spec_refuses_out_of_range_fields(void **state)
+{
+    struct wire_job j = {.job_id = (char *)"9.2",
+                         .run_id = 9,
+                         .suite = (char *)"load",
+                         .ns = (char *)"examples"};
+    struct buf b;
+    struct wire_job d;
+
+    (void)state;
+    buf_init(&b, 0);
+    for (int c = 0; c < 6; c++) {
+        j.load = sample_load();
+        switch (c) {
+        case 0:
+            j.load->rate = -1;
+            break;
+        case 1:
+            j.load->shard = 3; /* of 3 */
+            break;
+        case 2:
+            j.load->stages[0].duration_ms = -5;
+            break;
+        case 3:
+            free(j.load->workflow);
+            j.load->workflow = strdup("");
+            break;
+        case 4:
+            j.load->duration_ms = -1;
+            break;
+        default:
+            free(j.load->setup_data);
+            j.load->setup_data = calloc(1, WIRE_LOAD_SETUP_MAX + 1);
+            j.load->setup_len = WIRE_LOAD_SETUP_MAX + 1;
+            break;
+        }
+        buf_reset(&b);
+        wire_job_encode(&j, &b);
+        assert_int_equal(wire_job_decode(b.data, b.len, &d), ST_PROTOCOL);
+        wire_load_free(j.load);
+    }
+    /* Every truncation of a valid one decodes or is refused, no leak. */
+    j.load = sample_load();
+    buf_reset(&b);
+    wire_job_encode(&j, &b);
+    for (size_t n = 0; n < b.len; n++) {
+        if (wire_job_decode(b.data, n, &d) == ST_OK) {
+            wire_job_cleanup(&d);
+        }
+    }
+    wire_load_free(j.load);
+    buf_cleanup(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -345,6 +517,8 @@ int main(void)
         cmocka_unit_test(test_wire_worker_round_trips),
         cmocka_unit_test(test_wire_cancel_and_started_round_trip),
         cmocka_unit_test(test_wire_survives_truncated_and_corrupted_input),
+        cmocka_unit_test(test_wire_load_job_snapshot_and_result_round_trip),
+        cmocka_unit_test(test_wire_load_spec_refuses_out_of_range_fields),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

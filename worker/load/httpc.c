@@ -26,6 +26,9 @@
 #include <event2/event_struct.h>
 #include <event2/util.h>
 #include <http_parser.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "buf.h"
 #include "clock.h"
@@ -42,18 +45,6 @@
 #define HTTPC_READ_BUF (64 * 1024)
 #define HTTPC_DNS_CACHE_MAX 256
 #define HTTPC_HOST_MAX 256
-
-static const char *const error_texts[] = {
-#define HTTPC_ERROR_TEXT(name, text) text,
-    HTTPC_ERROR_MAP(HTTPC_ERROR_TEXT)
-#undef HTTPC_ERROR_TEXT
-};
-
-static const char *const timing_texts[] = {
-#define HTTPC_TIMING_TEXT(name, text) text,
-    HTTPC_TIMING_MAP(HTTPC_TIMING_TEXT)
-#undef HTTPC_TIMING_TEXT
-};
 
 struct dns_entry {
     char *host;
@@ -78,6 +69,7 @@ struct httpc_client {
     struct httpc_config cfg;
     char *resolv_conf;
     char *user_agent;
+    char *tls_ca_file;
     struct httpc_metrics *metrics;
     char *rbuf; /* HTTPC_READ_BUF */
     const struct timeval *common_timeout;
@@ -88,6 +80,7 @@ struct httpc_client {
     size_t dns_pending; /* lookups whose callback has not run yet */
     http_parser_settings settings;
     size_t n_conns;
+    SSL_CTX *tls; /* made on the first https request */
 };
 
 /* The parts of a request URL, pointing into it. */
@@ -106,11 +99,15 @@ enum conn_phase { PH_IDLE, PH_DNS, PH_CONNECT, PH_SEND, PH_WAIT };
 struct httpc_conn {
     struct httpc_client *client;
     struct coro *co;
-    int fd;          /* -1 while there is no connection */
-    bool waiting;    /* the coroutine is suspended in conn_wait */
-    bool writable;   /* wev fired since it was added */
-    bool cancelled;  /* httpc_conn_cancel */
-    bool in_request; /* between httpc_request's start and return */
+    int fd;                   /* -1 while there is no connection */
+    SSL *ssl;                 /* https: the TLS session on fd */
+    SSL_SESSION *tls_session; /* the last one, to resume */
+    bool readable;            /* hev fired since it was added (TLS handshake) */
+    struct event hev;         /* EV_READ, one-shot: TLS wants to read */
+    bool waiting;             /* the coroutine is suspended in conn_wait */
+    bool writable;            /* wev fired since it was added */
+    bool cancelled;           /* httpc_conn_cancel */
+    bool in_request;          /* between httpc_request's start and return */
     enum conn_phase phase;
     struct event rev;       /* EV_READ | EV_PERSIST while fd is open */
     struct event wev;       /* EV_WRITE: connect, full socket buffer */
@@ -118,8 +115,10 @@ struct httpc_conn {
     struct buf origin_host; /* where the open connection goes */
     uint16_t origin_port;
     bool origin_tls;
-    struct buf out;  /* the request's bytes */
-    struct buf name; /* the default metric name */
+    struct buf out;   /* the request's bytes */
+    struct buf name;  /* the default metric name */
+    const char *step; /* httpc_conn_set_context: "" for none */
+    int64_t lag_ns;
     /* The last request without headers or body, kept parsed and written
      * out: a VU repeating a request skips both. t points into url. */
     bool last_valid;
@@ -151,15 +150,8 @@ struct httpc_conn {
     struct dns_wait *dns;
 };
 
-const char *httpc_error_str(enum httpc_error e)
-{
-    return (unsigned)e < HTTPC_ERR_COUNT ? error_texts[e] : "unknown";
-}
-
-const char *httpc_timing_str(enum httpc_timing t)
-{
-    return (unsigned)t < HTTPC_T_COUNT ? timing_texts[t] : "unknown";
-}
+/* httpc_error_str and httpc_timing_str are in httpc_metrics.c, with
+ * the aggregates the controller links too. */
 
 /* ---- Waiting and waking ------------------------------------------------ */
 
@@ -206,6 +198,11 @@ static void conn_close(struct httpc_conn *c)
     }
     event_del(&c->rev);
     event_del(&c->wev);
+    event_del(&c->hev);
+    if (c->ssl != NULL) {
+        SSL_free(c->ssl); /* no close_notify: the socket closes now */
+        c->ssl = NULL;
+    }
     close(c->fd);
     c->fd = -1;
     buf_reset(&c->origin_host);
@@ -366,12 +363,65 @@ static void parse_eof(struct httpc_conn *c)
  * the server closed it (or sent what nobody asked for). */
 static void drain_idle(struct httpc_conn *c)
 {
-    ssize_t n = recv(c->fd, c->client->rbuf, HTTPC_READ_BUF, 0);
+    ssize_t n;
 
+    if (c->ssl != NULL) {
+        /* TLS 1.3 sends session tickets after the handshake: read and
+         * drop them; anything else ends the connection. */
+        int r = SSL_read(c->ssl, c->client->rbuf, HTTPC_READ_BUF);
+
+        if (r <= 0 && SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ) {
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    n = recv(c->fd, c->client->rbuf, HTTPC_READ_BUF, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         return;
     }
     conn_close(c);
+}
+
+/* One read from the connection into buf: recv, or SSL_read under TLS.
+ * Returns the bytes read, 0 at the end of the stream, -1 with errno
+ * EAGAIN when nothing is there yet, or -2 with the error set. */
+static ssize_t conn_read(struct httpc_conn *c, char *buf, size_t len)
+{
+    ssize_t n;
+
+    if (c->ssl != NULL) {
+        int r = SSL_read(c->ssl, buf, (int)len);
+        int e;
+
+        if (r > 0) {
+            return r;
+        }
+        e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            errno = EAGAIN;
+            return -1;
+        }
+        /* A server that closes without close_notify is common: EOF. */
+        if (e == SSL_ERROR_ZERO_RETURN ||
+            (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+            ERR_clear_error();
+            return 0;
+        }
+        set_error(c, HTTPC_ERR_TLS, "TLS read: %s",
+                  ERR_reason_error_string(ERR_get_error()));
+        ERR_clear_error();
+        return -2;
+    }
+    n = recv(c->fd, buf, len, 0);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        set_error(c, HTTPC_ERR_RESET, "recv: %s", strerror(errno));
+        return -2;
+    }
+    if (n < 0 && errno == EWOULDBLOCK) {
+        errno = EAGAIN;
+    }
+    return n;
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -384,8 +434,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         drain_idle(c);
         return;
     }
+    (void)fd;
     for (;;) {
-        ssize_t n = recv(fd, rbuf, HTTPC_READ_BUF, 0);
+        ssize_t n = conn_read(c, rbuf, HTTPC_READ_BUF);
 
         if (n > 0) {
             if (!c->got_byte) {
@@ -397,22 +448,33 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             if (c->complete || c->err != HTTPC_ERR_NONE) {
                 break;
             }
-            if (n < HTTPC_READ_BUF) {
+            /* TLS may hold decrypted bytes the socket no longer has:
+             * read on until it says it wants more. */
+            if (n < HTTPC_READ_BUF && c->ssl == NULL) {
                 return; /* the rest comes with a later event */
             }
         } else if (n == 0) {
             parse_eof(c);
             break;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return;
-        } else if (errno != EINTR) {
-            set_error(c, HTTPC_ERR_RESET, "recv: %s", strerror(errno));
+        } else if (n == -2) {
             break;
+        } else if (errno == EAGAIN) {
+            return;
         }
     }
     if (c->complete) {
         c->t_done_ns = clock_mono_ns();
     }
+    conn_wake(c);
+}
+
+static void on_tls_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct httpc_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    c->readable = true;
     conn_wake(c);
 }
 
@@ -477,6 +539,10 @@ int httpc_client_new(struct event_base *base, const struct httpc_config *cfg,
     c->user_agent =
         mem_strdup(rc.user_agent ? rc.user_agent : "handoff/" HANDOFF_VERSION);
     c->cfg.resolv_conf = c->resolv_conf;
+    if (rc.tls_ca_file != NULL) {
+        c->tls_ca_file = mem_strdup(rc.tls_ca_file);
+    }
+    c->cfg.tls_ca_file = c->tls_ca_file;
     c->cfg.user_agent = c->user_agent;
     c->rbuf = mem_alloc(HTTPC_READ_BUF);
     /* Every request with the default timeout shares one timer queue: O(1)
@@ -515,9 +581,13 @@ void httpc_client_free(struct httpc_client *c)
         free(c->dns_cache[i].host);
     }
     free(c->dns_cache);
+    if (c->tls != NULL) {
+        SSL_CTX_free(c->tls);
+    }
     httpc_metrics_free(c->metrics);
     free(c->rbuf);
     free(c->resolv_conf);
+    free(c->tls_ca_file);
     free(c->user_agent);
     free(c);
 }
@@ -525,6 +595,15 @@ void httpc_client_free(struct httpc_client *c)
 struct httpc_metrics *httpc_client_metrics(struct httpc_client *c)
 {
     return c->metrics;
+}
+
+struct httpc_metrics *httpc_client_swap_metrics(struct httpc_client *c,
+                                                struct httpc_metrics *fresh)
+{
+    struct httpc_metrics *old = c->metrics;
+
+    c->metrics = fresh;
+    return old;
 }
 
 /* ---- Conn ---------------------------------------------------------------- */
@@ -536,6 +615,7 @@ struct httpc_conn *httpc_conn_new(struct httpc_client *cl, struct coro *co)
     c->client = cl;
     c->co = co;
     c->fd = -1;
+    c->step = "";
     buf_init(&c->origin_host, 0);
     buf_init(&c->last_url, 0);
     buf_init(&c->out, 0);
@@ -563,8 +643,18 @@ void httpc_conn_free(struct httpc_conn *c)
     buf_cleanup(&c->body);
     free(c->hdr_offs);
     free(c->hdr_list);
+    if (c->tls_session != NULL) {
+        SSL_SESSION_free(c->tls_session);
+    }
     c->client->n_conns--;
     free(c);
+}
+
+void httpc_conn_set_context(struct httpc_conn *c, const char *step,
+                            int64_t lag_ns)
+{
+    c->step = step != NULL ? step : "";
+    c->lag_ns = lag_ns > 0 ? lag_ns : 0;
 }
 
 void httpc_conn_cancel(struct httpc_conn *c)
@@ -737,6 +827,102 @@ static void wait_writable(struct httpc_conn *c)
     event_del(&c->wev);
 }
 
+/* Waits until hev fires (the socket is readable while TLS wants to read
+ * outside the response phase), or an error is set. */
+static void wait_tls_readable(struct httpc_conn *c)
+{
+    c->readable = false;
+    event_add(&c->hev, NULL);
+    while (!c->readable && !c->complete && c->err == HTTPC_ERR_NONE) {
+        conn_wait(c);
+    }
+    event_del(&c->hev);
+}
+
+/* The client's TLS context: system trust store, TLS 1.2 at least, peer
+ * verified unless the configuration says otherwise. */
+static SSL_CTX *tls_ctx(struct httpc_conn *c)
+{
+    struct httpc_client *cl = c->client;
+
+    if (cl->tls != NULL) {
+        return cl->tls;
+    }
+    cl->tls = SSL_CTX_new(TLS_client_method());
+    if (cl->tls == NULL) {
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(cl->tls, TLS1_2_VERSION);
+    SSL_CTX_set_mode(cl->tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (cl->cfg.tls_ca_file != NULL) {
+        SSL_CTX_load_verify_locations(cl->tls, cl->cfg.tls_ca_file, NULL);
+    } else {
+        SSL_CTX_set_default_verify_paths(cl->tls);
+    }
+    SSL_CTX_set_verify(cl->tls,
+                       cl->cfg.tls_insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
+                       NULL);
+    /* Sessions are resumed per connection slot: a new connection of the
+     * same VU to the same origin skips the full handshake. */
+    SSL_CTX_set_session_cache_mode(cl->tls, SSL_SESS_CACHE_CLIENT);
+    return cl->tls;
+}
+
+/* Runs the TLS handshake on the connected socket, with SNI and the host
+ * name checked against the certificate. Returns 0, or -1 with the error
+ * set. */
+static int tls_handshake(struct httpc_conn *c, const struct target *t)
+{
+    SSL_CTX *ctx = tls_ctx(c);
+
+    if (ctx == NULL || (c->ssl = SSL_new(ctx)) == NULL) {
+        set_error(c, HTTPC_ERR_TLS, "cannot set up TLS");
+        return -1;
+    }
+    SSL_set_fd(c->ssl, c->fd);
+    SSL_set_tlsext_host_name(c->ssl, t->host);
+    if (!c->client->cfg.tls_insecure) {
+        SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        SSL_set1_host(c->ssl, t->host);
+    }
+    if (c->tls_session != NULL) {
+        SSL_set_session(c->ssl, c->tls_session);
+    }
+    for (;;) {
+        int r = SSL_connect(c->ssl);
+        int e;
+
+        if (r == 1) {
+            break;
+        }
+        e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            wait_tls_readable(c);
+        } else if (e == SSL_ERROR_WANT_WRITE) {
+            wait_writable(c);
+        } else {
+            long v = SSL_get_verify_result(c->ssl);
+
+            set_error(c, HTTPC_ERR_TLS, "TLS handshake with %s: %s", t->host,
+                      v != X509_V_OK ? X509_verify_cert_error_string(v)
+                      : ERR_peek_error() != 0
+                          ? ERR_reason_error_string(ERR_peek_error())
+                          : "connection closed");
+            ERR_clear_error();
+            return -1;
+        }
+        if (c->err != HTTPC_ERR_NONE) {
+            return -1;
+        }
+    }
+    if (c->tls_session != NULL) {
+        SSL_SESSION_free(c->tls_session);
+    }
+    c->tls_session = SSL_get1_session(c->ssl);
+    return 0;
+}
+
 static int conn_connect(struct httpc_conn *c, const struct target *t,
                         const struct sockaddr_storage *ss, socklen_t len)
 {
@@ -755,6 +941,7 @@ static int conn_connect(struct httpc_conn *c, const struct target *t,
     event_assign(&c->rev, c->client->base, c->fd, EV_READ | EV_PERSIST,
                  on_readable, c);
     event_assign(&c->wev, c->client->base, c->fd, EV_WRITE, on_writable, c);
+    event_assign(&c->hev, c->client->base, c->fd, EV_READ, on_tls_readable, c);
     c->phase = PH_CONNECT;
     if (connect(c->fd, (const struct sockaddr *)ss, len) != 0) {
         if (errno != EINPROGRESS) {
@@ -787,9 +974,28 @@ static int conn_send(struct httpc_conn *c, bool *send_failed)
 
     *send_failed = false;
     while (off < c->out.len && !c->complete && c->err == HTTPC_ERR_NONE) {
-        ssize_t n =
-            send(c->fd, c->out.data + off, c->out.len - off, MSG_NOSIGNAL);
+        ssize_t n;
 
+        if (c->ssl != NULL) {
+            int r =
+                SSL_write(c->ssl, c->out.data + off, (int)(c->out.len - off));
+            int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+
+            if (r > 0) {
+                off += (size_t)r;
+            } else if (e == SSL_ERROR_WANT_WRITE) {
+                wait_writable(c);
+            } else if (e == SSL_ERROR_WANT_READ) {
+                wait_tls_readable(c);
+            } else {
+                set_error(c, HTTPC_ERR_RESET, "TLS write: %s",
+                          ERR_reason_error_string(ERR_get_error()));
+                ERR_clear_error();
+                *send_failed = true;
+            }
+            continue;
+        }
+        n = send(c->fd, c->out.data + off, c->out.len - off, MSG_NOSIGNAL);
         if (n >= 0) {
             off += (size_t)n;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -1066,6 +1272,7 @@ const struct httpc_response *httpc_request(struct httpc_conn *c,
     int64_t t0 = clock_mono_ns();
     int64_t t_ready = t0;
     int64_t t_conn = t0;
+    int64_t t_tls = t0;
     int64_t t_sent = t0;
     bool retried = false;
     bool send_failed = false;
@@ -1089,16 +1296,12 @@ const struct httpc_response *httpc_request(struct httpc_conn *c,
     } else if (prepare(c, req, method, simple, &t) != 0) {
         goto done;
     }
-    if (t.tls) {
-        set_error(c, HTTPC_ERR_TLS, "https is not supported yet");
-        goto done;
-    }
     arm_deadline(c, t0, req->timeout_ns);
 again:
     if (c->fd >= 0 && c->origin_port == t.port && c->origin_tls == t.tls &&
         strcmp(c->origin_host.data, t.host) == 0) {
         r->reused = true;
-        t_ready = t_conn = clock_mono_ns();
+        t_ready = t_conn = t_tls = clock_mono_ns();
     } else {
         conn_close(c);
         r->reused = false;
@@ -1107,10 +1310,18 @@ again:
         }
         t_ready = clock_mono_ns();
         if (conn_connect(c, &t, &ss, sslen) != 0) {
-            t_conn = clock_mono_ns();
+            t_conn = t_tls = clock_mono_ns();
             goto done;
         }
-        t_conn = clock_mono_ns();
+        t_conn = t_tls = clock_mono_ns();
+        if (t.tls) {
+            int hs = tls_handshake(c, &t);
+
+            t_tls = clock_mono_ns();
+            if (hs != 0) {
+                goto done;
+            }
+        }
         buf_adds(&c->origin_host, t.host);
         c->origin_port = t.port;
         c->origin_tls = t.tls;
@@ -1147,7 +1358,8 @@ done:
     finish_response(c);
     r->timings_ns[HTTPC_T_BLOCKED] = t_ready - t0;
     r->timings_ns[HTTPC_T_CONNECTING] = r->reused ? 0 : t_conn - t_ready;
-    r->timings_ns[HTTPC_T_SENDING] = t_sent > t_conn ? t_sent - t_conn : 0;
+    r->timings_ns[HTTPC_T_TLS_HANDSHAKING] = r->reused ? 0 : t_tls - t_conn;
+    r->timings_ns[HTTPC_T_SENDING] = t_sent > t_tls ? t_sent - t_tls : 0;
     if (c->got_byte) {
         int64_t end = c->complete ? c->t_done_ns : clock_mono_ns();
 
@@ -1159,6 +1371,11 @@ done:
     r->timings_ns[HTTPC_T_DURATION] = r->timings_ns[HTTPC_T_SENDING] +
                                       r->timings_ns[HTTPC_T_WAITING] +
                                       r->timings_ns[HTTPC_T_RECEIVING];
+    r->timings_ns[HTTPC_T_LATENCY] = c->lag_ns +
+                                     r->timings_ns[HTTPC_T_BLOCKED] +
+                                     r->timings_ns[HTTPC_T_CONNECTING] +
+                                     r->timings_ns[HTTPC_T_TLS_HANDSHAKING] +
+                                     r->timings_ns[HTTPC_T_DURATION];
     if (req->name != NULL) {
         name = req->name;
         name_len = strlen(name);
@@ -1171,7 +1388,7 @@ done:
     }
     r->name = name;
     if (c->err != HTTPC_ERR_CANCELLED) {
-        r->name = httpc_metrics_record(cl->metrics, name, name_len, r);
+        r->name = httpc_metrics_record(cl->metrics, c->step, name, name_len, r);
     }
     return r;
 }

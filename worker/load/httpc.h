@@ -22,7 +22,7 @@ struct event_base;
     X(INVALID, "invalid")     /* bad URL, method or header: nothing sent */    \
     X(DNS, "dns")             /* the host name did not resolve */              \
     X(CONNECT, "connect")     /* refused, unreachable, ... */                  \
-    X(TLS, "tls")             /* handshake or TLS-level failure */             \
+    X(TLS, "tls")             /* handshake, certificate or TLS failure */      \
     X(TIMEOUT, "timeout")     /* the request's deadline passed */              \
     X(RESET, "reset")         /* closed or reset before the response ended */  \
     X(PARSE, "parse")         /* not HTTP/1.x, or past a size cap */           \
@@ -36,7 +36,10 @@ enum httpc_error {
 };
 
 /* Timings of one request, named as k6 names their metrics. duration is
- * sending + waiting + receiving. blocked runs from the call to the moment a
+ * sending + waiting + receiving. latency runs from the request's intended
+ * start to its end: the call, moved earlier by the conn's lag (see
+ * httpc_conn_set_context), so it holds blocked and connecting too and,
+ * under arrival-rate executors, how late the iteration started. blocked runs from the call to the moment a
  * connection is ready to connect or to reuse (DNS included); connecting
  * from connect() to the TCP handshake's end; waiting from the request's
  * last byte written to the response's first byte read (time to first
@@ -44,6 +47,7 @@ enum httpc_error {
  * happen (connecting on a reused connection) are 0. */
 #define HTTPC_TIMING_MAP(X)                                                    \
     X(DURATION, "http_req_duration")                                           \
+    X(LATENCY, "http_req_latency")                                             \
     X(BLOCKED, "http_req_blocked")                                             \
     X(CONNECTING, "http_req_connecting")                                       \
     X(TLS_HANDSHAKING, "http_req_tls_handshaking")                             \
@@ -82,6 +86,11 @@ struct httpc_config {
     int64_t dns_ttl_ns;      /* how long a resolved address is reused */
     const char *resolv_conf; /* NULL: /etc/resolv.conf and /etc/hosts */
     const char *user_agent;  /* NULL: "handoff/<version>"; "" sends none */
+    /* https: certificates are checked against the system's trust store
+     * (or tls_ca_file, a PEM bundle) and the URL's host name, unless
+     * tls_insecure (self-signed test systems). */
+    const char *tls_ca_file;
+    bool tls_insecure;
     struct hist_config hist; /* timings in ns; all 0: 1 h at 2 digits */
 };
 
@@ -127,7 +136,8 @@ struct httpc_response {
 /* Aggregates of one request name. */
 #define HTTPC_STATUS_SLOTS 600 /* status[code]; codes >= 600 go to [0] */
 struct httpc_stats {
-    char *name;
+    const char *step; /* the conn's step when recorded; "" for none */
+    const char *name;
     uint64_t requests; /* recorded: completed or failed, not cancelled */
     uint64_t failed;   /* an error, or a status outside 200..399 */
     uint64_t errors[HTTPC_ERR_COUNT];
@@ -137,8 +147,9 @@ struct httpc_stats {
     struct hist *timings[HTTPC_T_COUNT];
 };
 
-/* Per-name aggregates, capped: past max_names - 1 distinct names, requests
- * are folded into one named HTTPC_OTHER_NAME, with one warning. */
+/* Per-(step, name) aggregates, capped: past max_names - 1 distinct pairs,
+ * requests are folded into one with step "" and name HTTPC_OTHER_NAME,
+ * with one warning. */
 #define HTTPC_OTHER_NAME "other"
 struct httpc_metrics;
 
@@ -157,12 +168,22 @@ MUST_CHECK int httpc_client_new(struct event_base *base,
 void httpc_client_free(struct httpc_client *c);
 /* The client's metrics, owned by it. */
 struct httpc_metrics *httpc_client_metrics(struct httpc_client *c);
+/* Makes fresh (same configuration, owned by the client from now on) the
+ * client's metrics and returns the previous ones, owned by the caller:
+ * how a loop thread hands over a second's delta. */
+struct httpc_metrics *httpc_client_swap_metrics(struct httpc_client *c,
+                                                struct httpc_metrics *fresh);
 
 /* A connection slot for one coroutine (a VU): at most one TCP connection,
  * kept alive between requests to the same scheme, host and port, and
  * replaced when another origin is asked for. Costs a few hundred bytes
  * until the first request. */
 struct httpc_conn *httpc_conn_new(struct httpc_client *c, struct coro *co);
+/* What the next requests on conn are recorded under: step (borrowed until
+ * the next call; NULL or "" for none) and lag_ns, how much later than
+ * intended the caller started (>= 0; added to http_req_latency). */
+void httpc_conn_set_context(struct httpc_conn *conn, const char *step,
+                            int64_t lag_ns);
 /* Closes and frees conn. Not while a request on it is in progress (cancel
  * it and let it return first). NULL does nothing. */
 void httpc_conn_free(struct httpc_conn *conn);
@@ -200,9 +221,18 @@ MUST_CHECK int httpc_metrics_merge(struct httpc_metrics *dst,
 size_t httpc_metrics_count(const struct httpc_metrics *m);
 const struct httpc_stats *httpc_metrics_at(const struct httpc_metrics *m,
                                            size_t i);
-/* The stats of name, or NULL. */
+/* The stats of name outside any step, or NULL. */
 const struct httpc_stats *httpc_metrics_find(const struct httpc_metrics *m,
                                              const char *name);
+/* The stats of (step, name), or NULL. */
+const struct httpc_stats *httpc_metrics_find_step(const struct httpc_metrics *m,
+                                                  const char *step,
+                                                  const char *name);
+/* A new set (owned by the caller) with one entry, step "" and name "",
+ * that adds up every entry of m. */
+struct httpc_metrics *httpc_metrics_sum(const struct httpc_metrics *m);
+/* Empties m, keeping its names and memory. */
+void httpc_metrics_reset(struct httpc_metrics *m);
 /* Requests recorded under "other" because the cap was reached. */
 uint64_t httpc_metrics_folded(const struct httpc_metrics *m);
 

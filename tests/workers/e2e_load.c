@@ -1,0 +1,52 @@
+/* Load workflows of the end-to-end tests (tests/e2e/test_load_dist.c):
+ * `hit` GETs TARGET_URL once per iteration; its setup fetches
+ * TARGET_URL?setup and hands a token to every VU, which checks it arrived;
+ * its teardown fetches TARGET_URL?teardown with the token. */
+#include <handoff.h>
+#include <string.h>
+
+#define TOKEN "setup-token-42"
+
+static void init_target(hf_vu *vu)
+{
+    const char *url = hf_vu_param(vu, "TARGET_URL");
+
+    hf_vu_set_state(vu, (void *)(url ? url : "http://127.0.0.1:1/"));
+}
+
+static void hit(hf_vu *vu)
+{
+    const hf_http_response *r = hf_http_get(vu, hf_vu_state(vu));
+    size_t len = 0;
+    const char *data = hf_vu_setup_data(vu, &len);
+
+    hf_check(vu, "status is 200", r->status == 200);
+    hf_check(vu, "setup data arrived",
+             data != NULL && len == strlen(TOKEN) &&
+                 memcmp(data, TOKEN, len) == 0);
+}
+
+static void setup(hf_vu *vu)
+{
+    const char *url = hf_vu_param(vu, "TARGET_URL");
+
+    if (url != NULL) {
+        (void)hf_http_get(vu, url);
+    }
+    hf_setup_data_set(vu, TOKEN, strlen(TOKEN));
+}
+
+static void teardown(hf_vu *vu)
+{
+    const char *url = hf_vu_param(vu, "TARGET_URL");
+
+    if (url != NULL) {
+        (void)hf_http_get(vu, url);
+    }
+}
+
+HF_SUITE(e2eload, .namespace = "test",
+         .description = "load workflows for the end-to-end tests",
+         .workflows = HF_WORKFLOWS(HF_WORKFLOW(hit, .init = init_target,
+                                               .setup = setup,
+                                               .teardown = teardown)));
