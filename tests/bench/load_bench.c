@@ -43,6 +43,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "clock.h"
 #include "coro.h"
 #include "engine.h"
@@ -455,20 +457,80 @@ static double median(const double *v, int n)
     return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
+/* ---- The example worker's `get` workflow --------------------------------- */
+
+/* `handoff-example-worker load get` as a user runs it: the hf_* layer,
+ * the CLI, the JSON report. Requests per second from its report. */
+static int run_worker(const char *url, const struct opts *o, struct figures *f)
+{
+    static char out[1 << 17];
+    char param[128];
+    char vus[16];
+    char dur[16];
+    char threads[16];
+    char json_path[] = "/tmp/handoff-bench-get-XXXXXX";
+    char *argv[] = {(char *)HANDOFF_BIN_DIR "/handoff-example-worker",
+                    (char *)"load",
+                    (char *)"get",
+                    (char *)"--param",
+                    param,
+                    (char *)"--vus",
+                    vus,
+                    (char *)"--duration",
+                    dur,
+                    (char *)"--threads",
+                    threads,
+                    (char *)"--quiet",
+                    (char *)"--json",
+                    json_path,
+                    NULL};
+    double cpu;
+    json_t *r;
+    int fd = mkstemp(json_path);
+    int rc = -1;
+
+    if (fd < 0) {
+        return -1;
+    }
+    close(fd);
+    snprintf(param, sizeof(param), "TARGET_URL=%s", url);
+    snprintf(vus, sizeof(vus), "%d", o->vus);
+    snprintf(dur, sizeof(dur), "%ds", o->duration_s);
+    snprintf(threads, sizeof(threads), "%d", o->threads);
+    if (run_capture(argv, out, sizeof(out), &cpu) == 0 &&
+        (r = json_load_file(json_path, 0, NULL)) != NULL) {
+        json_t *t = json_object_get(r, "totals");
+        double n = (double)json_integer_value(json_object_get(t, "count"));
+        double ms = json_number_value(json_object_get(r, "duration_ms"));
+
+        f->rps = ms > 0 ? n * 1000 / ms : 0;
+        f->cpu_us = n > 0 ? cpu * 1e6 / n : 0;
+        rc = f->rps > 0 && json_integer_value(json_object_get(t, "failed")) == 0
+                 ? 0
+                 : -1;
+        json_decref(r);
+    }
+    unlink(json_path);
+    return rc;
+}
+
 /* ---- Subcommands ------------------------------------------------------------ */
 
 static int bench_http(const struct opts *o)
 {
     double eng[MAX_ROUNDS];
+    double wkr[MAX_ROUNDS];
     double wrk[MAX_ROUNDS];
     double hey[MAX_ROUNDS];
     double eng_cpu[MAX_ROUNDS];
+    double wkr_cpu[MAX_ROUNDS];
     double wrk_cpu[MAX_ROUNDS];
     double hey_cpu[MAX_ROUNDS];
     char url[64];
     int port = nginx_start(o->nginx_workers);
     int rc = 1;
     double e;
+    double g;
     double w;
     double h;
 
@@ -486,21 +548,26 @@ static int bench_http(const struct opts *o)
         struct engine_figures f = {0};
         struct figures fw = {0};
         struct figures fh = {0};
+        struct figures fg = {0};
 
         /* Rotate the order so that no tool always follows the same one. */
-        for (int k = 0; k < 3; k++) {
-            int step = (r + k) % 3;
+        for (int k = 0; k < 4; k++) {
+            int step = (r + k) % 4;
 
             if ((step == 0 && run_engine(url, o, &f) != 0) ||
                 (step == 1 && run_wrk(url, o->duration_s, &fw) != 0) ||
-                (step == 2 && run_hey(url, o->duration_s, &fh) != 0)) {
+                (step == 2 && run_hey(url, o->duration_s, &fh) != 0) ||
+                (step == 3 && run_worker(url, o, &fg) != 0)) {
                 fprintf(stderr, "%s failed (wrk and hey installed?)\n",
                         step == 0   ? "the engine"
                         : step == 1 ? "wrk"
-                                    : "hey");
+                        : step == 2 ? "hey"
+                                    : "handoff-example-worker load get");
                 goto out;
             }
         }
+        wkr[r] = fg.rps;
+        wkr_cpu[r] = fg.cpu_us;
         eng[r] = f.rps;
         eng_cpu[r] = f.cpu_us;
         wrk[r] = fw.rps;
@@ -510,21 +577,24 @@ static int bench_http(const struct opts *o)
         fprintf(stderr,
                 "round %d: engine %.0f req/s (%.2f us CPU/req, p50 %.0f us, "
                 "p99 %.0f us, %llu failed), wrk %.0f (%.2f us CPU/req), "
-                "hey %.0f (%.2f us CPU/req)\n",
+                "hey %.0f (%.2f us CPU/req), worker get %.0f (%.2f us "
+                "CPU/req)\n",
                 r + 1, eng[r], eng_cpu[r], (double)f.p50_ns / 1e3,
                 (double)f.p99_ns / 1e3, (unsigned long long)f.failed, wrk[r],
-                wrk_cpu[r], hey[r], hey_cpu[r]);
+                wrk_cpu[r], hey[r], hey_cpu[r], wkr[r], wkr_cpu[r]);
     }
     e = median(eng, o->rounds);
+    g = median(wkr, o->rounds);
     w = median(wrk, o->rounds);
     h = median(hey, o->rounds);
-    printf("client CPU per request (us, median): engine=%.2f wrk=%.2f "
-           "hey=%.2f\n",
-           median(eng_cpu, o->rounds), median(wrk_cpu, o->rounds),
-           median(hey_cpu, o->rounds));
-    printf("bench load_http: engine_rps=%.0f wrk_rps=%.0f hey_rps=%.0f "
-           "ratio_wrk=%.2f ratio_hey=%.2f goal_wrk=0.9 goal_hey=3\n",
-           e, w, h, e / w, e / h);
+    printf("client CPU per request (us, median): engine=%.2f worker_get=%.2f "
+           "wrk=%.2f hey=%.2f\n",
+           median(eng_cpu, o->rounds), median(wkr_cpu, o->rounds),
+           median(wrk_cpu, o->rounds), median(hey_cpu, o->rounds));
+    printf("bench load_http: worker_get_rps=%.0f engine_rps=%.0f wrk_rps=%.0f "
+           "hey_rps=%.0f ratio_wrk=%.2f ratio_hey=%.2f engine_ratio_wrk=%.2f "
+           "goal_wrk=0.9 goal_hey=3\n",
+           g, e, w, h, g / w, g / h, e / w);
     rc = 0;
 out:
     nginx_stop();
