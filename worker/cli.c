@@ -16,6 +16,7 @@
 #include "handoff.h"
 #include "log.h"
 #include "mem.h"
+#include "cli.h"
 #include "loadcli.h"
 #include "registry.h"
 #include "report.h"
@@ -173,11 +174,8 @@ static int cmd_list(int argc, char **argv, const char *prog)
 
 /* ---- run: flags ------------------------------------------------------- */
 
-/* Matches --name and -name, with the value in the next argument or after
- * '='. Returns 1 if argv[*i] is this flag (value set; *i advanced), 0 if
- * not, -1 if the value is missing. */
-static int flag_value(int argc, char **argv, int *i, const char *name,
-                      const char **value)
+int cli_flag_value(int argc, char **argv, int *i, const char *name,
+                   const char **value)
 {
     const char *a = argv[*i];
     size_t n = strlen(name);
@@ -346,7 +344,7 @@ static int parse_run_flags(int argc, char **argv, const char *prog,
         }
         for (size_t k = 0; k < sizeof(value_flags) / sizeof(value_flags[0]);
              k++) {
-            rc = flag_value(argc, argv, &i, value_flags[k], &v);
+            rc = cli_flag_value(argc, argv, &i, value_flags[k], &v);
             if (rc != 0) {
                 name = value_flags[k];
                 break;

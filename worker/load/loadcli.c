@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cli.h"
 #include "clock.h"
 #include "loadreport.h"
 #include "loadrun.h"
@@ -117,34 +118,6 @@ static int usage_err(const char *prog, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* --name V, --name=V, -name V. 1 matched, 0 not, -1 value missing. */
-static int flag_value(int argc, char **argv, int *i, const char *name,
-                      const char **value)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-
-    if (a[0] != '-') {
-        return 0;
-    }
-    a += a[1] == '-' ? 2 : 1;
-    if (strncmp(a, name, n) != 0) {
-        return 0;
-    }
-    if (a[n] == '=') {
-        *value = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0') {
-        return 0;
-    }
-    if (*i + 1 >= argc) {
-        return -1;
-    }
-    *value = argv[++*i];
-    return 1;
-}
-
 static int parse_flags(const char *prog, int argc, char **argv,
                        struct lc_opts *o)
 {
@@ -176,7 +149,7 @@ static int parse_flags(const char *prog, int argc, char **argv,
         int rc;
 
         for (size_t k = 0; k < sizeof(vals) / sizeof(vals[0]); k++) {
-            rc = flag_value(argc, argv, &i, vals[k].name, &v);
+            rc = cli_flag_value(argc, argv, &i, vals[k].name, &v);
             if (rc < 0) {
                 return usage_err(prog, "--%s needs a value", vals[k].name);
             }
@@ -189,7 +162,7 @@ static int parse_flags(const char *prog, int argc, char **argv,
         if (matched) {
             continue;
         }
-        rc = flag_value(argc, argv, &i, "threshold", &v);
+        rc = cli_flag_value(argc, argv, &i, "threshold", &v);
         if (rc < 0) {
             return usage_err(prog, "--threshold needs a value");
         }
@@ -200,7 +173,7 @@ static int parse_flags(const char *prog, int argc, char **argv,
             o->thresholds[o->n_thresholds++] = v;
             continue;
         }
-        rc = flag_value(argc, argv, &i, "param", &v);
+        rc = cli_flag_value(argc, argv, &i, "param", &v);
         if (rc < 0) {
             return usage_err(prog, "--param needs KEY=VALUE");
         }
