@@ -231,12 +231,13 @@ static void test_ramping_arrival_rate_follows_its_stages(void **state)
     loadtarget_stop(t);
 }
 
-/* 0 -> 4 VUs over 1 s, 4 for 1 s, down to 0 over 1 s. */
+/* 0 -> 4 VUs over 1 s, 4 for 2 s, down to 0 over 1 s. The gauge is read
+ * at each second's end: at 2 s, inside the plateau, it must be 4. */
 static void test_ramping_vus_follows_its_stages(void **state)
 {
     struct loadtarget_config tc = {.delay_ms = 10};
     struct loadtarget *t = loadtarget_start(&tc);
-    struct engine_stage st[] = {{S(1), 4}, {S(1), 4}, {S(1), 0}};
+    struct engine_stage st[] = {{S(1), 4}, {S(2), 4}, {S(1), 0}};
     struct engine_config cfg = {0};
     struct engine_result res;
     int top = 0;
@@ -257,8 +258,9 @@ static void test_ramping_vus_follows_its_stages(void **state)
     }
     assert_int_equal(top, 4);
     assert_true(res.points[0].vus < 4 || res.points[1].vus == 4);
-    /* Some 10 ms requests by 4 VUs at most over 3 s. */
-    assert_in_range(res.iterations, 200, 800);
+    assert_int_equal(res.points[1].vus, 4);
+    /* 10 ms requests by 4 VUs at most over 4 s: 1,600 at most. */
+    assert_in_range(res.iterations, 200, 1600);
     assert_int_equal(res.points[res.n_points - 1].vus, 0);
     engine_result_cleanup(&res);
     loadtarget_stop(t);
