@@ -45,7 +45,16 @@
 /* Runs whose cancel arrived are remembered this long, so a job of such a
  * run that is delivered later is dropped, not run. */
 #define SERVE_CANCEL_MEMORY_NS (3600 * CLOCK_NS_PER_S)
-#define SERVE_FETCH_WAIT_MS 1000
+/* How fetchers find jobs (fetch_main): a fetch holds a slot, so none
+ * long-polls an idle suite. A job published for a suite reaches the worker
+ * as a core NATS copy too (a hint); its fetcher then takes a slot and
+ * fetches, waiting up to SERVE_HINT_WAIT_MS for the stream to have stored
+ * it. Every SERVE_SWEEP_NS each fetcher also looks once (jobs no hint
+ * announced: redeliveries, a backlog from before the worker started, hints
+ * lost while disconnected), waiting SERVE_SWEEP_WAIT_MS. */
+#define SERVE_HINT_WAIT_MS 100
+#define SERVE_SWEEP_WAIT_MS 20
+#define SERVE_SWEEP_NS (2 * CLOCK_NS_PER_S)
 /* Largest load snapshot published: under NATS' default 1 MiB payload. */
 #define SERVE_LOAD_SNAPSHOT_MAX (960 * 1024)
 
@@ -87,6 +96,8 @@ struct fetcher {
     char consumer[256];
     char subject[512];
     struct bus_pull *pull;
+    struct bus_sub *hint_sub; /* core copies of this suite's jobs */
+    bool hinted;              /* under s->fetch_lock: look now */
     pthread_t thread;
     bool started;
 };
@@ -135,8 +146,10 @@ struct serve {
     struct bus *bus;
     struct loopq *inbox;
     struct bus_sub *cancel_sub;
-    sem_t tokens;         /* free slots for fetchers to claim */
-    atomic_bool stopping; /* fetchers and setup: stop */
+    sem_t tokens; /* free slots for fetchers to claim */
+    pthread_mutex_t fetch_lock;
+    pthread_cond_t fetch_cond; /* a hint arrived, or stopping */
+    atomic_bool stopping;      /* fetchers and setup: stop */
     atomic_bool nats_up;
     pthread_t setup_thread;
     bool setup_started;
@@ -319,49 +332,88 @@ static void *pub_main(void *arg)
 
 /* ---- Fetch threads ---------------------------------------------------- */
 
+/* A job was published for f's suite (core NATS delivers a copy to every
+ * subscriber of the subject besides the stream): its fetcher looks now. */
+static void on_hint(void *arg, struct bus_msg *m)
+{
+    struct fetcher *f = arg;
+
+    bus_msg_free(m);
+    pthread_mutex_lock(&f->s->fetch_lock);
+    f->hinted = true;
+    pthread_cond_broadcast(&f->s->fetch_cond);
+    pthread_mutex_unlock(&f->s->fetch_lock);
+}
+
+/* Waits until f is hinted, its sweep is due or the worker stops; returns
+ * whether it was hinted (and clears that). */
+static bool wait_for_work(struct fetcher *f, int64_t sweep_at)
+{
+    struct serve *s = f->s;
+    bool hinted;
+
+    pthread_mutex_lock(&s->fetch_lock);
+    while (!f->hinted && !atomic_load(&s->stopping) &&
+           clock_mono_ns() < sweep_at) {
+        struct timespec until = {(time_t)(sweep_at / CLOCK_NS_PER_S),
+                                 (long)(sweep_at % CLOCK_NS_PER_S)};
+
+        (void)pthread_cond_timedwait(&s->fetch_cond, &s->fetch_lock, &until);
+    }
+    hinted = f->hinted;
+    f->hinted = false;
+    pthread_mutex_unlock(&s->fetch_lock);
+    return hinted;
+}
+
 static void *fetch_main(void *arg)
 {
     struct fetcher *f = arg;
     struct serve *s = f->s;
+    int64_t sweep_at = 0; /* the first look is at once: a backlog */
+    bool more = false;    /* the last fetch got a job: there may be more */
 
     while (!atomic_load(&s->stopping)) {
         struct timespec until;
         struct bus_msg *msg = NULL;
         size_t n = 0;
+        bool hinted = more || wait_for_work(f, sweep_at);
         int rc;
 
+        if (atomic_load(&s->stopping)) {
+            break;
+        }
         /* Waiters queue in order for the token (the kernel wakes the
-         * longest waiting first), so every suite gets its turn: a short
-         * timeout would re-queue them in step with the fetches and could
-         * starve one suite for good. serve_cleanup wakes them to stop. */
+         * longest waiting first), so every suite with work gets its turn.
+         * serve_cleanup wakes them to stop. */
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 10;
         /* A token is a free slot: without one, do not even ask. */
         if (sem_timedwait(&s->tokens, &until) != 0) {
+            more = hinted; /* still to look at once a slot is free */
             continue;
         }
         if (atomic_load(&s->stopping)) {
             sem_post(&s->tokens);
             break;
         }
-        rc = bus_pull_fetch(f->pull, 1, SERVE_FETCH_WAIT_MS, &msg, &n);
+        rc = bus_pull_fetch(f->pull, 1,
+                            hinted ? SERVE_HINT_WAIT_MS : SERVE_SWEEP_WAIT_MS,
+                            &msg, &n);
         if (rc == ST_OK && n == 1) {
             struct item *it = mem_zalloc(sizeof(*it));
 
             it->kind = ITEM_JOB;
             it->msg = msg;
             loopq_push(s->inbox, it); /* the token goes with the job */
+            more = true;
             continue;
         }
         sem_post(&s->tokens);
+        more = false;
+        sweep_at = clock_mono_ns() + SERVE_SWEEP_NS;
         if (rc != ST_TIMEOUT) {
             sleep_ns(500 * CLOCK_NS_PER_MS);
-        } else if (s->n_fetchers > 1) {
-            /* Let a fetcher of another suite that waits for the token take
-             * it: re-entering sem_timedwait at once would usually win it
-             * back, and with fewer tokens than suites the other suites'
-             * jobs would wait for many fetch rounds. */
-            sleep_ns(2 * CLOCK_NS_PER_MS);
         }
     }
     return NULL;
@@ -403,6 +455,10 @@ static int ensure_nats(struct serve *s)
         if (rc == ST_OK && !f->pull) {
             rc = bus_pull_bind(s->bus, SUBJECTS_JOBS_STREAM, f->consumer,
                                &f->pull);
+        }
+        if (rc == ST_OK && !f->hint_sub) {
+            rc = bus_subscribe(s->bus, f->subject, NULL, on_hint, f,
+                               &f->hint_sub);
         }
     }
     return rc;
@@ -1349,10 +1405,14 @@ static void serve_cleanup(struct serve *s)
     for (size_t i = 0; i < s->n_fetchers; i++) {
         sem_post(&s->tokens); /* wakes the fetchers waiting for a token */
     }
+    pthread_mutex_lock(&s->fetch_lock);
+    pthread_cond_broadcast(&s->fetch_cond); /* and those waiting for work */
+    pthread_mutex_unlock(&s->fetch_lock);
     if (s->setup_started) {
         pthread_join(s->setup_thread, NULL);
     }
     for (size_t i = 0; i < s->n_fetchers; i++) {
+        bus_sub_free(s->fetchers[i].hint_sub);
         if (s->fetchers[i].started) {
             pthread_join(s->fetchers[i].thread, NULL);
         }
@@ -1432,6 +1492,15 @@ int serve_main(const char *prog, int argc, char **argv)
         goto out;
     }
     sem_init(&s->tokens, 0, (unsigned)s->cfg.concurrency);
+    pthread_mutex_init(&s->fetch_lock, NULL);
+    {
+        pthread_condattr_t ca;
+
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->fetch_cond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     pthread_mutex_init(&s->pub_lock, NULL);
     pthread_cond_init(&s->pub_cond, NULL);
     build_suites(s);
