@@ -33,6 +33,7 @@
  * one row each: `ratio_per_result`). Rounds alternate Handoff and the
  * bare pipe; the last line reports medians. */
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -404,6 +405,90 @@ static void setup(int extra_controllers)
     }
 }
 
+/* CPU time of pid in seconds: its own (utime + stime) and that of its
+ * children it has reaped (cutime + cstime); comm gets its command name.
+ * False when it is gone. */
+static bool proc_cpu(pid_t pid, char comm[32], double *self, double *reaped)
+{
+    char path[64];
+    char line[1024];
+    FILE *f;
+    char *open;
+    char *close;
+    unsigned long ut = 0;
+    unsigned long st = 0;
+    long cut = 0;
+    long cst = 0;
+    double tck = (double)sysconf(_SC_CLK_TCK);
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (!f || !fgets(line, sizeof(line), f)) {
+        if (f) {
+            fclose(f);
+        }
+        return false;
+    }
+    fclose(f);
+    /* After the command in parentheses: state is field 3, utime 14. */
+    open = strchr(line, '(');
+    close = strrchr(line, ')');
+    if (!open || !close || close < open ||
+        sscanf(close + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld",
+               &ut, &st, &cut, &cst) != 4) {
+        return false;
+    }
+    snprintf(comm, 32, "%.*s", (int)(close - open - 1), open + 1);
+    *self = (double)(ut + st) / tck;
+    *reaped = (double)(cut + cst) / tck;
+    return true;
+}
+
+/* utime + stime of pid, in seconds. */
+static double cpu_s(pid_t pid)
+{
+    char comm[32];
+    double self = 0;
+    double reaped = 0;
+
+    return proc_cpu(pid, comm, &self, &reaped) ? self : 0;
+}
+
+/* Where the CPU goes during a throughput round: every process of the
+ * machine whose command starts with one of these, with the children it
+ * reaped (a worker's runner children, PostgreSQL's ended backends). */
+enum { CPU_PG, CPU_CONTROLLER, CPU_WORKERS, CPU_NATS, CPU_BENCH, CPU_N };
+static const char *const cpu_comm[CPU_N] = {"postgres", "handoff-control",
+                                            "handoff-test-wo", "nats-server",
+                                            "handoff-bench-d"};
+
+static void cpu_by_comm(double out[CPU_N])
+{
+    DIR *dir = opendir("/proc");
+    struct dirent *e;
+
+    memset(out, 0, sizeof(double) * CPU_N);
+    while (dir && (e = readdir(dir))) {
+        char comm[32];
+        double self;
+        double reaped;
+        int pid = atoi(e->d_name);
+
+        if (pid <= 0 || !proc_cpu(pid, comm, &self, &reaped)) {
+            continue;
+        }
+        for (int k = 0; k < CPU_N; k++) {
+            if (strncmp(comm, cpu_comm[k], strlen(cpu_comm[k])) == 0) {
+                out[k] += self + reaped;
+            }
+        }
+    }
+    if (dir) {
+        closedir(dir);
+    }
+}
+
 /* ---- Throughput: Handoff ---------------------------------------------- */
 
 static struct {
@@ -448,8 +533,12 @@ static double handoff_round(int n)
     struct poster posters[POSTERS];
     int64_t base = pg_int(B.pg, "SELECT count(*) FROM test_results");
     int64_t want = base + (int64_t)n * TESTS_PER_RUN;
+    double cpu0[CPU_N];
+    double cpu1[CPU_N];
     double t0 = now_s();
     double t1;
+
+    cpu_by_comm(cpu0);
 
     for (int i = 0; i < POSTERS; i++) {
         posters[i].n = n / POSTERS + (i < n % POSTERS);
@@ -471,6 +560,15 @@ static double handoff_round(int n)
         sleep_ms(10);
     }
     t1 = now_s();
+    cpu_by_comm(cpu1);
+    fprintf(stderr,
+            "%d runs in %.2f s; CPU per run (us): postgres %.0f, controller "
+            "%.0f, workers %.0f, nats-server %.0f, bench %.0f\n",
+            n, t1 - t0, (cpu1[CPU_PG] - cpu0[CPU_PG]) * 1e6 / n,
+            (cpu1[CPU_CONTROLLER] - cpu0[CPU_CONTROLLER]) * 1e6 / n,
+            (cpu1[CPU_WORKERS] - cpu0[CPU_WORKERS]) * 1e6 / n,
+            (cpu1[CPU_NATS] - cpu0[CPU_NATS]) * 1e6 / n,
+            (cpu1[CPU_BENCH] - cpu0[CPU_BENCH]) * 1e6 / n);
     if (pg_int(B.pg, "SELECT count(*) FROM runs WHERE result IS DISTINCT "
                      "FROM 'passed'") > 0) {
         die("some runs did not pass");
@@ -863,35 +961,6 @@ static void *post_schedules(void *arg)
     curl_easy_cleanup(curl_t);
     curl_t = NULL;
     return NULL;
-}
-
-/* utime + stime of pid, in seconds. */
-static double cpu_s(pid_t pid)
-{
-    char path[64];
-    char line[1024];
-    FILE *f;
-    char *p;
-    unsigned long ut = 0;
-    unsigned long st = 0;
-
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    f = fopen(path, "r");
-    if (!f || !fgets(line, sizeof(line), f)) {
-        if (f) {
-            fclose(f);
-        }
-        return 0;
-    }
-    fclose(f);
-    /* After the command in parentheses: state is field 3, utime 14. */
-    p = strrchr(line, ')');
-    if (!p ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-               &ut, &st) != 2) {
-        return 0;
-    }
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* Sleeps until the database clock reads unix second at_s. */
