@@ -720,6 +720,14 @@ static int start(struct ctl *c)
     return 0;
 }
 
+/* The last published marks (store_flush_published), before the pool
+ * closes its connections. */
+static void flush_published_work(struct db *d, void *arg)
+{
+    (void)arg;
+    (void)store_flush_published(d);
+}
+
 static void stop(struct ctl *c)
 {
     atomic_store(&c->stop, true);
@@ -733,6 +741,11 @@ static void stop(struct ctl *c)
     scheduler_stop(c->sched);
     janitor_stop(c->janitor);
     ingest_stop(c->ingest);
+    if (c->pool &&
+        dbpool_submit(c->pool, flush_published_work, NULL, NULL) != ST_OK) {
+        log_warn("controller: published marks not written (the outbox "
+                 "publishes those jobs again; NATS drops the repeats)");
+    }
     dbpool_free(c->pool);
     live_free(c->live);
     api_free(c->api);

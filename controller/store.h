@@ -186,6 +186,12 @@ MUST_CHECK int store_run_state(struct db *d, int64_t run_id, char *state,
 
 /* Background tasks. Each returns 0 or an error status. */
 
+/* Writes published_at of the jobs store_create_run_ex published and has
+ * not marked yet (it marks them in batches). store_publish_outbox calls
+ * it; call it also before stopping. Any thread. Returns 0 or a database
+ * status. */
+int store_flush_published(struct db *d);
+
 /* Publishes jobs stored but not yet on NATS (their runs still queued)
  * once they are 10 s old: younger ones are still being published by the
  * request or tick that stored them. */

@@ -229,6 +229,56 @@ static void test_e2e_idempotency_key_returns_the_first_run(void **state)
     buf_cleanup(&b.body);
 }
 
+/* The body of a 201 is built from the request (store.c) and must equal the
+ * stored run as every other endpoint renders it (handoff_run_json): a
+ * repeat of the key returns that one. In a pool without workers the run
+ * stays queued, so nothing changes between the two. */
+static void test_e2e_created_body_equals_the_stored_run(void **state)
+{
+    char key[96];
+    char header[160];
+    char body[640];
+    char path[96];
+    struct e2e_http a;
+    struct e2e_http b;
+    struct e2e_http c;
+    json_t *ja;
+    json_t *jb;
+
+    (void)state;
+    snprintf(key, sizeof(key), "body-%d-%" PRId64, (int)getpid(),
+             clock_real_ns());
+    snprintf(header, sizeof(header), "Idempotency-Key: %s", key);
+    snprintf(body, sizeof(body),
+             "{\"suite\":\"e2e\",\"pool\":\"%s-empty\",\"run\":\"quick|"
+             "param\",\"skip\":\"sleep\",\"params\":{\"b\":\"2\",\"a\":"
+             "\"x\\\"y\"},\"initiated_by\":\"ci\",\"reference\":\"abc\","
+             "\"environment\":\"staging\",\"max_attempts\":3,\"timeout\":"
+             "\"90s\",\"test_timeout\":\"5s\",\"queue_timeout\":\"2m\","
+             "\"count\":2,\"trigger\":\"cli\"}",
+             E2E.pool);
+    a = e2e_request(E.url, "POST", "/api/v1/runs", body, header);
+    b = e2e_request(E.url, "POST", "/api/v1/runs", body, header);
+    assert_int_equal(a.status, 201);
+    assert_int_equal(b.status, 200);
+    ja = e2e_json_of(&a);
+    jb = e2e_json_of(&b);
+    if (!json_equal(ja, jb)) {
+        fail_msg("201 body %s\nstored run %s", buf_str(&a.body),
+                 buf_str(&b.body));
+    }
+    assert_string_equal(e2e_str_of(ja, "state"), "queued");
+    snprintf(path, sizeof(path), "/api/v1/runs/%" PRId64 "/cancel",
+             (int64_t)json_integer_value(json_object_get(ja, "id")));
+    c = e2e_request(E.url, "POST", path, NULL, NULL);
+    assert_true(c.status == 200 || c.status == 202);
+    json_decref(ja);
+    json_decref(jb);
+    buf_cleanup(&a.body);
+    buf_cleanup(&b.body);
+    buf_cleanup(&c.body);
+}
+
 static void test_e2e_list_filters_and_pages(void **state)
 {
     int64_t ok = start_run(E.url, "\"run\":\"quick\"");
@@ -658,6 +708,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_e2e_run_over_the_api_is_stored_in_postgres),
         cmocka_unit_test(test_e2e_idempotency_key_returns_the_first_run),
+        cmocka_unit_test(test_e2e_created_body_equals_the_stored_run),
         cmocka_unit_test(test_e2e_list_filters_and_pages),
         cmocka_unit_test(test_e2e_bad_inputs_get_4xx_and_leave_no_row),
         cmocka_unit_test(test_e2e_live_events_arrive_in_order),
