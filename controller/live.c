@@ -41,12 +41,23 @@ struct item {
     char *data; /* JSON */
 };
 
+/* The subscriptions to one run's events, held while a stream follows it
+ * or an attach for it is under way: a run nobody follows costs the
+ * controller nothing (a functional run sends about two events per test). */
+struct watch {
+    int64_t run_id;
+    int refs;
+    struct bus_sub *events; /* handoff.events.<run> */
+    struct bus_sub *load;   /* handoff.events.<run>.load */
+};
+
 struct live {
     struct event_base *base;
     struct bus *bus;
     struct dbpool *pool;
     struct loopq *inbox;
-    struct bus_sub *events_sub;
+    struct watch *watches;
+    size_t n_watches;
     struct bus_sub *done_sub;
     struct stream **streams;
     size_t n_streams;
@@ -57,6 +68,55 @@ struct live {
 
 static const char *const kind_names[] = {"suite_start", "test_run", "output",
                                          "test_end", "suite_end"};
+
+/* ---- Watches ------------------------------------------------------------ */
+
+static void on_event_msg(void *arg, struct bus_msg *m);
+
+/* Takes a reference on run_id's watch, subscribing when it is the first.
+ * Loop thread. Returns 0 or a bus status. */
+static int watch_ref(struct live *l, int64_t run_id)
+{
+    char subject[96];
+    struct watch w = {.run_id = run_id, .refs = 1};
+    int rc;
+
+    for (size_t i = 0; i < l->n_watches; i++) {
+        if (l->watches[i].run_id == run_id) {
+            l->watches[i].refs++;
+            return ST_OK;
+        }
+    }
+    subjects_events(run_id, subject, sizeof(subject));
+    rc = bus_subscribe(l->bus, subject, NULL, on_event_msg, l, &w.events);
+    if (rc == ST_OK) {
+        strncat(subject, ".load", sizeof(subject) - strlen(subject) - 1);
+        rc = bus_subscribe(l->bus, subject, NULL, on_event_msg, l, &w.load);
+    }
+    if (rc != ST_OK) {
+        bus_sub_free(w.events);
+        return rc;
+    }
+    l->watches =
+        mem_reallocarray(l->watches, l->n_watches + 1, sizeof(*l->watches));
+    l->watches[l->n_watches++] = w;
+    return ST_OK;
+}
+
+static void watch_unref(struct live *l, int64_t run_id)
+{
+    for (size_t i = 0; i < l->n_watches; i++) {
+        struct watch *w = &l->watches[i];
+
+        if (w->run_id == run_id && --w->refs == 0) {
+            /* Callbacks only queue items: waiting for one cannot block. */
+            bus_sub_free(w->events);
+            bus_sub_free(w->load);
+            l->watches[i] = l->watches[--l->n_watches];
+            return;
+        }
+    }
+}
 
 /* ---- Streams ------------------------------------------------------------ */
 
@@ -69,6 +129,7 @@ static void stream_remove(struct live *l, struct stream *s)
         }
     }
     httpd_sse_end(s->sse);
+    watch_unref(l, s->run_id);
     free(s);
 }
 
@@ -298,20 +359,23 @@ static void attach_done(void *arg)
     if (a->rc == ST_NOT_FOUND) {
         httpd_reply_error(a->req, 404, "not_found", "no run %" PRId64,
                           a->run_id);
+        watch_unref(l, a->run_id);
         free(a);
         return;
     }
     if (a->rc != ST_OK) {
         httpd_reply_error(a->req, 503, "unavailable",
                           "the database is not reachable");
+        watch_unref(l, a->run_id);
         free(a);
         return;
     }
     s = mem_zalloc(sizeof(*s));
     s->l = l;
-    s->run_id = a->run_id;
+    s->run_id = a->run_id; /* the stream takes over the watch's ref */
     s->sse = httpd_sse_start(a->req, on_stream_close, s);
     if (!s->sse) {
+        watch_unref(l, a->run_id);
         free(s);
         free(a);
         return;
@@ -342,12 +406,19 @@ void live_attach(struct live *l, struct httpd_req *req, const char *id_text)
                           id_text ? id_text : "");
         return;
     }
+    /* Subscribed before the run's state is read: an event after that
+     * read reaches the stream. */
+    if (watch_ref(l, id) != ST_OK) {
+        httpd_reply_error(req, 503, "unavailable", "NATS is not reachable");
+        return;
+    }
     a = mem_zalloc(sizeof(*a));
     a->l = l;
     a->req = req;
     a->run_id = id;
     if (dbpool_submit(l->pool, attach_work, attach_done, a) != ST_OK) {
         httpd_reply_error(req, 503, "unavailable", "the controller is busy");
+        watch_unref(l, id);
         free(a);
     }
 }
@@ -454,10 +525,6 @@ int live_new(struct event_base *base, struct bus *bus, struct dbpool *pool,
     l->pool = pool;
     rc = loopq_new(base, on_item, l, &l->inbox);
     if (rc == ST_OK) {
-        rc = bus_subscribe(bus, SUBJECTS_EVENTS_ALL, NULL, on_event_msg, l,
-                           &l->events_sub);
-    }
-    if (rc == ST_OK) {
         rc = bus_subscribe(bus, SUBJECTS_RUN_DONE_ALL, NULL, on_done_msg, l,
                            &l->done_sub);
     }
@@ -478,12 +545,16 @@ void live_free(struct live *l)
     if (!l) {
         return;
     }
-    bus_sub_free(l->events_sub);
     bus_sub_free(l->done_sub);
     while (l->n_streams > 0) {
         stream_remove(l, l->streams[0]);
     }
     free(l->streams);
+    while (l->n_watches > 0) { /* attaches that never came back */
+        l->watches[0].refs = 1;
+        watch_unref(l, l->watches[0].run_id);
+    }
+    free(l->watches);
     if (l->check_ev) {
         event_free(l->check_ev);
         event_free(l->keepalive_ev);

@@ -406,15 +406,15 @@ static void setup(int extra_controllers)
 }
 
 /* CPU time of pid in seconds: its own (utime + stime) and that of its
- * children it has reaped (cutime + cstime); comm gets its command name.
- * False when it is gone. */
-static bool proc_cpu(pid_t pid, char comm[32], double *self, double *reaped)
+ * children it has reaped (cutime + cstime); *ppid its parent. False when
+ * it is gone. */
+static bool proc_cpu(pid_t pid, pid_t *ppid, double *self, double *reaped)
 {
     char path[64];
     char line[1024];
     FILE *f;
-    char *open;
     char *close;
+    int parent = 0;
     unsigned long ut = 0;
     unsigned long st = 0;
     long cut = 0;
@@ -430,16 +430,16 @@ static bool proc_cpu(pid_t pid, char comm[32], double *self, double *reaped)
         return false;
     }
     fclose(f);
-    /* After the command in parentheses: state is field 3, utime 14. */
-    open = strchr(line, '(');
+    /* After the command in parentheses: state is field 3, ppid 4, utime
+     * 14. */
     close = strrchr(line, ')');
-    if (!open || !close || close < open ||
+    if (!close ||
         sscanf(close + 2,
-               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld",
-               &ut, &st, &cut, &cst) != 4) {
+               "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld",
+               &parent, &ut, &st, &cut, &cst) != 5) {
         return false;
     }
-    snprintf(comm, 32, "%.*s", (int)(close - open - 1), open + 1);
+    *ppid = parent;
     *self = (double)(ut + st) / tck;
     *reaped = (double)(cut + cst) / tck;
     return true;
@@ -448,45 +448,95 @@ static bool proc_cpu(pid_t pid, char comm[32], double *self, double *reaped)
 /* utime + stime of pid, in seconds. */
 static double cpu_s(pid_t pid)
 {
-    char comm[32];
+    pid_t ppid;
     double self = 0;
     double reaped = 0;
 
-    return proc_cpu(pid, comm, &self, &reaped) ? self : 0;
+    return proc_cpu(pid, &ppid, &self, &reaped) ? self : 0;
 }
 
-/* Where the CPU goes during a throughput round: every process of the
- * machine whose command starts with one of these, with the children it
- * reaped (a worker's runner children, PostgreSQL's ended backends). */
+/* Where the CPU goes during a throughput round: the process trees of this
+ * benchmark's servers (deploy/stack.sh's pid files), controller and
+ * workers, with the children they reaped (a worker's runner children,
+ * PostgreSQL's ended backends); others sharing the machine are left out. */
 enum { CPU_PG, CPU_CONTROLLER, CPU_WORKERS, CPU_NATS, CPU_BENCH, CPU_N };
-static const char *const cpu_comm[CPU_N] = {"postgres", "handoff-control",
-                                            "handoff-test-wo", "nats-server",
-                                            "handoff-bench-d"};
 
-static void cpu_by_comm(double out[CPU_N])
+static pid_t stack_pid(const char *name)
 {
+    const char *dir = getenv("HANDOFF_STACK_DIR");
+    char path[600];
+    FILE *f;
+    int pid = 0;
+
+    if (!dir) {
+        return 0;
+    }
+    snprintf(path, sizeof(path), "%s/run/%s.pid", dir, name);
+    f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1) {
+            pid = 0;
+        }
+        fclose(f);
+    }
+    return pid;
+}
+
+static void cpu_by_tree(double out[CPU_N])
+{
+    enum { MAXP = 8192 };
+    static pid_t pids[MAXP];
+    static pid_t ppids[MAXP];
+    static double cpu[MAXP];
+    pid_t roots[CPU_N][3] = {{stack_pid("postgres")},
+                             {B.pids[0]},
+                             {B.pids[1], B.pids[2]},
+                             {stack_pid("nats")},
+                             {0}};
     DIR *dir = opendir("/proc");
     struct dirent *e;
+    size_t n = 0;
 
     memset(out, 0, sizeof(double) * CPU_N);
-    while (dir && (e = readdir(dir))) {
-        char comm[32];
+    while (dir && (e = readdir(dir)) && n < MAXP) {
         double self;
         double reaped;
         int pid = atoi(e->d_name);
 
-        if (pid <= 0 || !proc_cpu(pid, comm, &self, &reaped)) {
-            continue;
-        }
-        for (int k = 0; k < CPU_N; k++) {
-            if (strncmp(comm, cpu_comm[k], strlen(cpu_comm[k])) == 0) {
-                out[k] += self + reaped;
-            }
+        if (pid > 0 && proc_cpu(pid, &ppids[n], &self, &reaped)) {
+            pids[n] = pid;
+            cpu[n++] = self + reaped;
         }
     }
     if (dir) {
         closedir(dir);
     }
+    for (size_t i = 0; i < n; i++) {
+        /* Up the parents until a root (or init). */
+        for (pid_t p = pids[i], depth = 0; p > 1 && depth < 64; depth++) {
+            int k = -1;
+
+            for (int c = 0; c < CPU_N && k < 0; c++) {
+                for (int r = 0; r < 3; r++) {
+                    k = roots[c][r] && roots[c][r] == p ? c : k;
+                }
+            }
+            if (k >= 0) {
+                out[k] += cpu[i];
+                break;
+            }
+            for (size_t j = 0; j < n; j++) {
+                if (pids[j] == p) {
+                    p = ppids[j];
+                    break;
+                }
+                if (j == n - 1) {
+                    p = 0;
+                }
+            }
+        }
+    }
+    out[CPU_BENCH] = cpu_s(getpid());
 }
 
 /* ---- Throughput: Handoff ---------------------------------------------- */
@@ -538,7 +588,7 @@ static double handoff_round(int n)
     double t0 = now_s();
     double t1;
 
-    cpu_by_comm(cpu0);
+    cpu_by_tree(cpu0);
 
     for (int i = 0; i < POSTERS; i++) {
         posters[i].n = n / POSTERS + (i < n % POSTERS);
@@ -560,7 +610,7 @@ static double handoff_round(int n)
         sleep_ms(10);
     }
     t1 = now_s();
-    cpu_by_comm(cpu1);
+    cpu_by_tree(cpu1);
     fprintf(stderr,
             "%d runs in %.2f s; CPU per run (us): postgres %.0f, controller "
             "%.0f, workers %.0f, nats-server %.0f, bench %.0f\n",
