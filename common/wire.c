@@ -770,18 +770,13 @@ void wire_event_encode(const struct report_event *ev, int64_t run_id,
     }
 }
 
-int wire_event_decode(const void *data, size_t len, struct wire_event *out)
+static int event_of(const Handoff__V1__Event *m, struct wire_event *out)
 {
-    Handoff__V1__Event *m = handoff__v1__event__unpack(NULL, len, data);
     struct wire_event e;
 
-    if (!m) {
-        return ST_PROTOCOL;
-    }
     if (m->kind < HANDOFF__V1__EVENT__KIND__KIND_SUITE_START ||
         m->kind > HANDOFF__V1__EVENT__KIND__KIND_SUITE_END ||
         !result_ok(m->result) || m->run_id <= 0) {
-        handoff__v1__event__free_unpacked(m, NULL);
         return ST_PROTOCOL;
     }
     memset(&e, 0, sizeof(e));
@@ -809,9 +804,84 @@ int wire_event_decode(const void *data, size_t len, struct wire_event *out)
     e.ev.output = e.ev.kind == REPORT_OUTPUT ? e.output : NULL;
     e.ev.output_len = e.ev.output ? strlen(e.output) : 0;
     e.ev.reason = e.reason;
-    handoff__v1__event__free_unpacked(m, NULL);
     *out = e;
     return ST_OK;
+}
+
+int wire_event_decode(const void *data, size_t len, struct wire_event *out)
+{
+    Handoff__V1__Event *m = handoff__v1__event__unpack(NULL, len, data);
+    int rc;
+
+    if (!m) {
+        return ST_PROTOCOL;
+    }
+    rc = event_of(m, out);
+    handoff__v1__event__free_unpacked(m, NULL);
+    return rc;
+}
+
+void wire_event_batch_add(struct buf *batch, const void *event, size_t len)
+{
+    uint8_t head[1 + 10];
+    size_t n = 0;
+    size_t v = len;
+
+    /* The protobuf encoding of one element of a repeated message field 1:
+     * its tag, its length as a varint, its bytes. */
+    head[n++] = 0x0A;
+    do {
+        head[n++] = (uint8_t)((v & 0x7F) | (v > 0x7F ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    buf_add(batch, head, n);
+    buf_add(batch, event, len);
+}
+
+int wire_events_decode(const void *data, size_t len, struct wire_event **out,
+                       size_t *n)
+{
+    Handoff__V1__EventBatch *b;
+    struct wire_event *ev;
+    int rc = ST_OK;
+
+    *out = NULL;
+    *n = 0;
+    if (len == 0 || ((const uint8_t *)data)[0] != 0x0A) {
+        ev = mem_alloc(sizeof(*ev));
+        rc = wire_event_decode(data, len, ev);
+        if (rc != ST_OK) {
+            free(ev);
+            return rc;
+        }
+        *out = ev;
+        *n = 1;
+        return ST_OK;
+    }
+    b = handoff__v1__event_batch__unpack(NULL, len, data);
+    if (!b || b->n_events == 0) {
+        if (b) {
+            handoff__v1__event_batch__free_unpacked(b, NULL);
+        }
+        return ST_PROTOCOL;
+    }
+    ev = mem_calloc(b->n_events, sizeof(*ev));
+    for (size_t i = 0; i < b->n_events && rc == ST_OK; i++) {
+        rc = event_of(b->events[i], &ev[i]);
+        if (rc != ST_OK) {
+            for (size_t k = 0; k < i; k++) {
+                wire_event_cleanup(&ev[k]);
+            }
+        }
+    }
+    if (rc == ST_OK) {
+        *out = ev;
+        *n = b->n_events;
+    } else {
+        free(ev);
+    }
+    handoff__v1__event_batch__free_unpacked(b, NULL);
+    return rc;
 }
 
 void wire_event_cleanup(struct wire_event *e)

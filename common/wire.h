@@ -188,6 +188,16 @@ MUST_CHECK int wire_event_decode(const void *data, size_t len,
                                  struct wire_event *out);
 void wire_event_cleanup(struct wire_event *e);
 
+/* Appends one encoded Event (wire_event_encode's output) to an EventBatch
+ * being built in batch. */
+void wire_event_batch_add(struct buf *batch, const void *event, size_t len);
+/* Decodes a message of handoff.events.<run>: an EventBatch or a single
+ * Event. *out gets a malloc'd array of *n events (free each with
+ * wire_event_cleanup, then the array). Returns 0, or ST_PROTOCOL with
+ * nothing to free when any part is malformed. */
+MUST_CHECK int wire_events_decode(const void *data, size_t len,
+                                  struct wire_event **out, size_t *n);
+
 /* ---- Worker presence -------------------------------------------------- */
 
 struct wire_test_info {

@@ -272,7 +272,8 @@ static void on_load_point(struct live *l, struct bus_msg *m)
 static void on_event_msg(void *arg, struct bus_msg *m)
 {
     struct live *l = arg;
-    struct wire_event e;
+    struct wire_event *ev;
+    size_t n_ev;
     const char *subj = bus_msg_subject(m);
     size_t n = strlen(subj);
 
@@ -281,16 +282,20 @@ static void on_event_msg(void *arg, struct bus_msg *m)
         bus_msg_free(m);
         return;
     }
-    if (wire_event_decode(bus_msg_data(m), bus_msg_len(m), &e) == ST_OK) {
-        struct item *it = mem_zalloc(sizeof(*it));
+    if (wire_events_decode(bus_msg_data(m), bus_msg_len(m), &ev, &n_ev) ==
+        ST_OK) {
+        for (size_t i = 0; i < n_ev; i++) {
+            struct item *it = mem_zalloc(sizeof(*it));
 
-        it->kind = ITEM_EVENT;
-        it->run_id = e.run_id;
-        it->name = mem_strdup(kind_names[e.ev.kind]);
-        it->id = mem_printf("%" PRIu64, e.seq);
-        it->data = event_json(&e);
-        loopq_push(l->inbox, it);
-        wire_event_cleanup(&e);
+            it->kind = ITEM_EVENT;
+            it->run_id = ev[i].run_id;
+            it->name = mem_strdup(kind_names[ev[i].ev.kind]);
+            it->id = mem_printf("%" PRIu64, ev[i].seq);
+            it->data = event_json(&ev[i]);
+            loopq_push(l->inbox, it);
+            wire_event_cleanup(&ev[i]);
+        }
+        free(ev);
     }
     bus_msg_free(m);
 }

@@ -52,6 +52,12 @@
  * it. Every SERVE_SWEEP_NS each fetcher also looks once (jobs no hint
  * announced: redeliveries, a backlog from before the worker started, hints
  * lost while disconnected), waiting SERVE_SWEEP_WAIT_MS. */
+/* Live events of a job go out in batches: at most this long after the
+ * first one, or at once when the batch is this large or the suite ended.
+ * A 20-test suite sends about 42 events: one message instead of 42 saves
+ * the worker and nats-server most of their work per job. */
+#define SERVE_EVENTS_DELAY_MS 20
+#define SERVE_EVENTS_BATCH_MAX (64 * 1024)
 #define SERVE_HINT_WAIT_MS 100
 #define SERVE_SWEEP_WAIT_MS 20
 #define SERVE_SWEEP_NS (2 * CLOCK_NS_PER_S)
@@ -113,6 +119,9 @@ struct sjob {
     struct event *progress; /* in-progress acks while it runs */
     char events_subject[64];
     uint64_t seq;
+    struct buf events;       /* an EventBatch not published yet */
+    struct event *events_ev; /* publishes it SERVE_EVENTS_DELAY_MS after
+                                 its first event */
     char **skip_reasons;
     size_t n_tests;
     bool cancelled;
@@ -561,6 +570,10 @@ static void job_free(struct sjob *j)
     if (j->progress) {
         event_free(j->progress);
     }
+    if (j->events_ev) {
+        event_free(j->events_ev);
+    }
+    buf_cleanup(&j->events);
     runner_free(j->runner);
     loadjob_free(j->load);
     for (size_t i = 0; i < j->n_tests; i++) {
@@ -583,17 +596,49 @@ static void on_progress(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Publishes the job's gathered live events. Best effort: the stored result
+ * is the record. */
+static void flush_events(struct sjob *j)
+{
+    if (j->events_ev) {
+        event_del(j->events_ev);
+    }
+    if (j->events.len > 0) {
+        (void)bus_publish(j->s->bus, j->events_subject, j->events.data,
+                          j->events.len);
+        buf_reset(&j->events);
+    }
+}
+
+static void on_events_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_events(arg);
+}
+
 static void on_runner_event(void *arg, const struct report_event *ev)
 {
     struct sjob *j = arg;
     struct buf b;
+    bool first = j->events.len == 0;
 
     buf_init(&b, 0);
     wire_event_encode(ev, j->job.run_id, j->job.job_id, j->attempt, ++j->seq,
                       &b);
-    /* Live events are best effort: the stored result is the record. */
-    (void)bus_publish(j->s->bus, j->events_subject, b.data, b.len);
+    wire_event_batch_add(&j->events, b.data, b.len);
     buf_cleanup(&b);
+    if (ev->kind == REPORT_SUITE_END ||
+        j->events.len >= SERVE_EVENTS_BATCH_MAX) {
+        flush_events(j);
+    } else if (first) {
+        struct timeval tv = {0, SERVE_EVENTS_DELAY_MS * 1000};
+
+        if (!j->events_ev) {
+            j->events_ev = evtimer_new(j->s->base, on_events_due, j);
+        }
+        evtimer_add(j->events_ev, &tv);
+    }
 }
 
 /* Hands the finished result to the publisher; it acks the job after. */
@@ -632,6 +677,7 @@ static void publish_result(struct sjob *j, const struct result_suite *res)
     if (j->progress) {
         event_del(j->progress);
     }
+    flush_events(j); /* what a crashed child said last */
     subjects_results(j->job.run_id, "result", it->subject, sizeof(it->subject));
     subjects_msg_id(j->job.job_id, j->job.created_unix_ms, j->attempt, "result",
                     it->msg_id, sizeof(it->msg_id));
@@ -908,6 +954,7 @@ static void take_job(struct serve *s, struct bus_msg *msg)
     struct timeval tv;
     int64_t every = s->cfg.ack_wait_ns / 3;
 
+    buf_init(&j->events, 0);
     j->s = s;
     j->msg = msg;
     j->attempt = (int)bus_msg_delivered(msg);

@@ -176,19 +176,24 @@ static void collector_cleanup(struct collector *c)
 static void on_event(void *arg, struct bus_msg *m)
 {
     struct collector *c = arg;
-    struct wire_event e;
+    struct wire_event *ev;
+    size_t n;
     static const char *const names[] = {"suite_start", "test_run", "output",
                                         "test_end", "suite_end"};
 
-    if (wire_event_decode(bus_msg_data(m), bus_msg_len(m), &e) == ST_OK) {
+    /* The worker sends a job's events in batches. */
+    if (wire_events_decode(bus_msg_data(m), bus_msg_len(m), &ev, &n) == ST_OK) {
         pthread_mutex_lock(&c->lock);
-        buf_addf(&c->events, "%s ", names[e.ev.kind]);
-        if (e.seq <= c->last_seq) {
-            c->seq_in_order = false;
+        for (size_t i = 0; i < n; i++) {
+            buf_addf(&c->events, "%s ", names[ev[i].ev.kind]);
+            if (ev[i].seq <= c->last_seq) {
+                c->seq_in_order = false;
+            }
+            c->last_seq = ev[i].seq;
+            wire_event_cleanup(&ev[i]);
         }
-        c->last_seq = e.seq;
         pthread_mutex_unlock(&c->lock);
-        wire_event_cleanup(&e);
+        free(ev);
     }
     bus_msg_free(m);
 }

@@ -209,6 +209,91 @@ static void test_wire_event_round_trips(void **state)
     buf_cleanup(&b);
 }
 
+/* A batch holds a job's events in order; a single Event still decodes
+ * (older workers); a damaged batch is refused whole, never half read. */
+static void test_wire_event_batches_round_trip(void **state)
+{
+    struct report_event ev = {.kind = REPORT_TEST_RUN,
+                              .suite = "s",
+                              .ns = "n",
+                              .test = "test_x",
+                              .attempt = 1,
+                              .max_attempts = 1};
+    struct buf one;
+    struct buf batch;
+    struct wire_event *d;
+    size_t n;
+
+    (void)state;
+    buf_init(&one, 0);
+    buf_init(&batch, 0);
+    for (uint64_t seq = 1; seq <= 300; seq++) {
+        buf_reset(&one);
+        ev.output = seq % 2 ? NULL : "some output that makes it longer\n";
+        ev.output_len = ev.output ? strlen(ev.output) : 0;
+        ev.kind = seq % 2 ? REPORT_TEST_RUN : REPORT_OUTPUT;
+        wire_event_encode(&ev, 5, "5.0", 2, seq, &one);
+        wire_event_batch_add(&batch, one.data, one.len);
+    }
+    assert_int_equal(wire_events_decode(batch.data, batch.len, &d, &n), ST_OK);
+    assert_int_equal(n, 300);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(d[i].seq == i + 1);
+        assert_true(d[i].run_id == 5);
+        assert_int_equal(d[i].job_attempt, 2);
+        assert_int_equal(d[i].ev.kind,
+                         (i + 1) % 2 ? REPORT_TEST_RUN : REPORT_OUTPUT);
+        wire_event_cleanup(&d[i]);
+    }
+    free(d);
+
+    /* One event of more than 127 bytes: a two-byte length. */
+    buf_reset(&batch);
+    buf_reset(&one);
+    ev.kind = REPORT_OUTPUT;
+    ev.output = "0123456789012345678901234567890123456789012345678901234567890"
+                "1234567890123456789012345678901234567890123456789012345678901"
+                "234567890123456789\n";
+    ev.output_len = strlen(ev.output);
+    wire_event_encode(&ev, 5, "5.0", 1, 1, &one);
+    assert_true(one.len > 127);
+    wire_event_batch_add(&batch, one.data, one.len);
+    assert_int_equal(wire_events_decode(batch.data, batch.len, &d, &n), ST_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(d[0].ev.output_len, strlen(ev.output));
+    wire_event_cleanup(&d[0]);
+    free(d);
+
+    /* A single Event, as older workers send. */
+    assert_int_equal(wire_events_decode(one.data, one.len, &d, &n), ST_OK);
+    assert_int_equal(n, 1);
+    assert_true(d[0].seq == 1);
+    wire_event_cleanup(&d[0]);
+    free(d);
+
+    /* Every truncation of a batch is refused or read whole, never crashes;
+     * an empty batch and an event with no run are refused. */
+    for (size_t cut = 0; cut < batch.len; cut++) {
+        if (wire_events_decode(batch.data, cut, &d, &n) == ST_OK) {
+            for (size_t i = 0; i < n; i++) {
+                wire_event_cleanup(&d[i]);
+            }
+            free(d);
+        }
+    }
+    assert_int_equal(wire_events_decode("", 0, &d, &n), ST_PROTOCOL);
+    assert_null(d);
+    buf_reset(&one);
+    wire_event_encode(&ev, 0, "0.0", 1, 1, &one);
+    buf_reset(&batch);
+    wire_event_batch_add(&batch, one.data, one.len);
+    assert_int_equal(wire_events_decode(batch.data, batch.len, &d, &n),
+                     ST_PROTOCOL);
+    assert_int_equal(n, 0);
+    buf_cleanup(&one);
+    buf_cleanup(&batch);
+}
+
 static void test_wire_worker_round_trips(void **state)
 {
     struct wire_test_info tests[1] = {{(char *)"test_a", 2, 100}};
@@ -514,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_wire_job_rejects_missing_and_out_of_range_fields),
         cmocka_unit_test(test_wire_result_round_trips_and_cleans_text),
         cmocka_unit_test(test_wire_event_round_trips),
+        cmocka_unit_test(test_wire_event_batches_round_trip),
         cmocka_unit_test(test_wire_worker_round_trips),
         cmocka_unit_test(test_wire_cancel_and_started_round_trip),
         cmocka_unit_test(test_wire_survives_truncated_and_corrupted_input),
