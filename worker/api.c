@@ -320,7 +320,10 @@ const char *hf_tempdir(hf_t *t)
     char *path = mem_printf("%s/%s.%" PRIu64, c->plan.tempdir_root, t->name,
                             ++c->tempdir_seq);
 
-    if (mkdir(path, 0700) != 0) {
+    /* The run's directory is made by its first hf_tempdir (runner.c);
+     * it exists already after a crashed child was replaced. */
+    if ((mkdir(c->plan.tempdir_root, 0700) != 0 && errno != EEXIST) ||
+        mkdir(path, 0700) != 0) {
         int err = errno;
 
         free(path);

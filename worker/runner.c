@@ -9,6 +9,8 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1059,10 +1061,71 @@ static void on_suite_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Start and free --------------------------------------------------- */
 
+/* A run's temporary directory is only named here; the first hf_tempdir
+ * of the run makes it (api.c), and finish removes it if it exists. Most
+ * suites never ask for one, and a mkdir and a tree walk per job were a
+ * tenth of a worker's CPU with short suites (ext4 allocating inodes).
+ * The names are predictable, so they live in a directory of this process
+ * (mkdtemp, 0700) that nobody else can write to, one per parent directory,
+ * removed when the process exits. */
+#define RUNNER_TEMP_BASES 8
+
+static struct {
+    pthread_mutex_t lock;
+    pid_t pid; /* the process that made them (not its forked children) */
+    size_t n;
+    char *parent[RUNNER_TEMP_BASES];
+    char *base[RUNNER_TEMP_BASES];
+    uint64_t seq;
+} temp_bases = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void remove_temp_bases(void)
+{
+    if (getpid() != temp_bases.pid) {
+        return;
+    }
+    for (size_t i = 0; i < temp_bases.n; i++) {
+        nftw(temp_bases.base[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(temp_bases.base[i]);
+        free(temp_bases.parent[i]);
+    }
+    temp_bases.n = 0;
+}
+
+/* The private directory under parent, made on first use; NULL on error
+ * (errno set) or when there are too many parents. Under the lock. */
+static const char *temp_base(const char *parent)
+{
+    char *tmpl;
+
+    for (size_t i = 0; i < temp_bases.n; i++) {
+        if (strcmp(temp_bases.parent[i], parent) == 0) {
+            return temp_bases.base[i];
+        }
+    }
+    if (temp_bases.n == RUNNER_TEMP_BASES) {
+        errno = EMFILE;
+        return NULL;
+    }
+    tmpl = mem_printf("%s/handoff-%d-XXXXXX", parent, (int)getpid());
+    if (!mkdtemp(tmpl)) {
+        free(tmpl);
+        return NULL;
+    }
+    if (temp_bases.pid != getpid()) {
+        temp_bases.pid = getpid();
+        atexit(remove_temp_bases);
+    }
+    temp_bases.parent[temp_bases.n] = mem_strdup(parent);
+    temp_bases.base[temp_bases.n++] = tmpl;
+    return tmpl;
+}
+
 static int make_tempdir(struct runner *r)
 {
     const char *parent = r->cfg.tempdir_parent;
-    char *tmpl;
+    const char *base;
+    int err;
 
     if (!parent || !*parent) {
         parent = getenv("TMPDIR");
@@ -1070,15 +1133,20 @@ static int make_tempdir(struct runner *r)
     if (!parent || !*parent) {
         parent = "/tmp";
     }
-    tmpl = mem_printf("%s/handoff-%s-XXXXXX", parent, r->result.name);
-    if (!mkdtemp(tmpl)) {
+    pthread_mutex_lock(&temp_bases.lock);
+    base = temp_base(parent);
+    err = errno;
+    if (base) {
+        r->tempdir = mem_printf("%s/%s-%" PRIu64, base, r->result.name,
+                                ++temp_bases.seq);
+    }
+    pthread_mutex_unlock(&temp_bases.lock);
+    if (!base) {
         log_error("runner: suite %s: cannot create a temporary directory "
                   "in %s: %s",
-                  r->result.name, parent, strerror(errno));
-        free(tmpl);
+                  r->result.name, parent, strerror(err));
         return ST_IO;
     }
-    r->tempdir = tmpl;
     return ST_OK;
 }
 
