@@ -364,7 +364,13 @@ test_e2e_retention_deletes_what_the_policies_say_and_nothing_else(void **state)
     exec_sql("UPDATE runs SET created_at = created_at - interval '2 hours' "
              "WHERE id IN (SELECT id FROM runs WHERE suite = 'retry' ORDER "
              "BY id LIMIT 2)");
-    exec_sql("UPDATE runs SET created_at = created_at - interval '40 days' "
+    /* The queued one keeps 41 days of queue time, so it is still queued
+     * as it would be: otherwise the sweeper could time it out (and the
+     * 30-day policy then rightly delete it) before the janitor's pass
+     * this test checks. One statement: no sweep in between. */
+    exec_sql("UPDATE runs SET created_at = created_at - interval '40 days', "
+             "queue_timeout_ms = CASE WHEN state = 'queued' THEN 41 * 86400 * "
+             "1000::bigint ELSE queue_timeout_ms END "
              "WHERE id IN (SELECT min(id) FROM runs WHERE suite = 'noop20') "
              "OR state = 'queued'");
     exec_sql("UPDATE runs SET created_at = created_at - interval '40 days' "
