@@ -445,7 +445,10 @@ static int store_started(struct db *d, const struct batch *b)
         "THEN jobs.state ELSE 'running' END, "
         "attempts = greatest(jobs.attempts, l.max_attempt), "
         "worker_id = CASE WHEN jobs.state = 'done' THEN jobs.worker_id "
-        "ELSE l.worker_id END, started_at = coalesce(l.started_at, now()) "
+        "ELSE l.worker_id END, started_at = coalesce(l.started_at, now()), "
+        /* A job a worker started was published: the controller's batched
+         * mark (store_flush_published) skips rows locked here. */
+        "published_at = coalesce(jobs.published_at, now()) "
         "FROM (SELECT DISTINCT ON (job_id) job_id, worker_id, started_at, "
         "max(job_attempt) OVER (PARTITION BY job_id) AS max_attempt "
         "FROM s ORDER BY job_id, ord DESC) l WHERE jobs.id = l.job_id) "
@@ -708,7 +711,8 @@ static int finish_jobs(struct db *d, struct batch *b, size_t lo, size_t hi)
     rc = cols_exec(d, &c, "ingest: jobs done",
                    "UPDATE jobs j SET state = 'done', result = f.result, "
                    "finished_at = now(), worker_id = f.worker_id, "
-                   "attempts = greatest(j.attempts, f.job_attempt) "
+                   "attempts = greatest(j.attempts, f.job_attempt), "
+                   "published_at = coalesce(j.published_at, now()) "
                    "FROM unnest($1::text[], $2::text[], $3::int[], "
                    "$4::text[], $5::int[]) AS f(job_id, result, "
                    "job_attempt, worker_id, ord) "

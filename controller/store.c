@@ -451,9 +451,13 @@ int store_flush_published(struct db *d)
         return ST_OK;
     }
     p[0] = buf_str(&arr);
+    /* SKIP LOCKED: a job the ingester is updating (a worker started or
+     * finished it) gets its mark there; waiting for that transaction
+     * held an API thread for tens of milliseconds. */
     rc = db_exec(d,
-                 "UPDATE jobs SET published_at = now() WHERE id = "
-                 "ANY($1::text[]) AND published_at IS NULL",
+                 "UPDATE jobs SET published_at = now() WHERE id IN (SELECT id "
+                 "FROM jobs WHERE id = ANY($1::text[]) AND published_at IS "
+                 "NULL FOR UPDATE SKIP LOCKED)",
                  1, p, NULL);
     buf_cleanup(&arr);
     return rc;
