@@ -52,15 +52,15 @@
  * it. Every SERVE_SWEEP_NS each fetcher also looks once (jobs no hint
  * announced: redeliveries, a backlog from before the worker started, hints
  * lost while disconnected), waiting SERVE_SWEEP_WAIT_MS. */
+#define SERVE_HINT_WAIT_MS 100
+#define SERVE_SWEEP_WAIT_MS 20
+#define SERVE_SWEEP_NS (2 * CLOCK_NS_PER_S)
 /* Live events of a job go out in batches: at most this long after the
  * first one, or at once when the batch is this large or the suite ended.
  * A 20-test suite sends about 42 events: one message instead of 42 saves
  * the worker and nats-server most of their work per job. */
 #define SERVE_EVENTS_DELAY_MS 20
 #define SERVE_EVENTS_BATCH_MAX (64 * 1024)
-#define SERVE_HINT_WAIT_MS 100
-#define SERVE_SWEEP_WAIT_MS 20
-#define SERVE_SWEEP_NS (2 * CLOCK_NS_PER_S)
 /* Largest load snapshot published: under NATS' default 1 MiB payload. */
 #define SERVE_LOAD_SNAPSHOT_MAX (960 * 1024)
 
