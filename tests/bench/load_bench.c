@@ -12,7 +12,13 @@
  *                                (default 1,000/s) for --duration S
  *                                (default 3600) against nginx; RSS is
  *                                sampled every second and must stay within
- *                                5 % of its value after the first minute
+ *                                5 % of its value after the first minute;
+ *                                --stall-every S [--stall-ms MS, default
+ *                                500] blocks each loop thread for MS every
+ *                                S seconds (a busy neighbour's stall, on
+ *                                demand: each makes the executor start
+ *                                VUs, let go 5 s later) and prints the RSS
+ *                                just before each stall
  *
  * Options: --rounds N, --duration SECONDS, --threads T (engine loop
  * threads), --nginx-workers W, --vus N. nginx runs as a child in its own
@@ -61,6 +67,8 @@ struct opts {
     int nginx_workers;
     int vus;
     double rate;
+    int stall_every_s;
+    int stall_ms;
 };
 
 /* ---- nginx ---------------------------------------------------------------- */
@@ -739,6 +747,24 @@ static int bench_idle(const struct opts *o)
 
 /* ---- Soak ------------------------------------------------------------------ */
 
+/* Stalls on demand: soak_second bumps the epoch, and the first iteration
+ * each loop thread runs after that blocks its thread for stall_ms, as a
+ * descheduled process would. */
+static atomic_int stall_epoch;
+static int stall_ms;
+static _Thread_local int stall_seen;
+
+static void wf_soak(struct engine_vu *vu)
+{
+    int epoch = atomic_load(&stall_epoch);
+
+    if (epoch != stall_seen) {
+        stall_seen = epoch;
+        usleep((useconds_t)stall_ms * 1000);
+    }
+    httpc_get(engine_vu_http(vu), engine_vu_data(vu));
+}
+
 struct soak {
     int64_t warmup_ns;
     long base_kib; /* RSS at the end of the warm-up */
@@ -748,6 +774,10 @@ struct soak {
     uint64_t failed;
     uint64_t dropped;
     int vus_alive_max;
+    int stall_every_s;
+    long stall_rss_kib;  /* before the last stall */
+    int stall_vus_max;   /* VUs alive at most since the last stall */
+    int stall_vus_floor; /* VUs alive when it began */
 };
 
 static bool soak_second(void *arg, const struct engine_point *pt,
@@ -778,6 +808,29 @@ static bool soak_second(void *arg, const struct engine_point *pt,
                 (double)pt->t_ns / 1e9, rss, (unsigned long long)pt->requests,
                 (double)pt->p99_ns / 1e6, pt->vus_alive);
     }
+    if (pt->vus_alive > s->stall_vus_max) {
+        s->stall_vus_max = pt->vus_alive;
+    }
+    if (s->stall_every_s > 0 &&
+        (pt->t_ns / CLOCK_NS_PER_S) % s->stall_every_s == 0) {
+        /* The previous spike's VUs have been let go by now: what RSS kept
+         * of them, per VU started. */
+        int made = s->stall_vus_max - s->stall_vus_floor;
+
+        fprintf(stderr,
+                "stall at %4.0fs: rss %ld KiB (%+ld since the last stall, "
+                "whose spike started %d VUs: %.2f KiB per VU), vus %d\n",
+                (double)pt->t_ns / 1e9, rss,
+                s->stall_rss_kib > 0 ? rss - s->stall_rss_kib : 0, made,
+                s->stall_rss_kib > 0 && made > 0
+                    ? (double)(rss - s->stall_rss_kib) / made
+                    : 0.0,
+                pt->vus_alive);
+        s->stall_rss_kib = rss;
+        s->stall_vus_max = pt->vus_alive;
+        s->stall_vus_floor = pt->vus_alive;
+        atomic_fetch_add(&stall_epoch, 1);
+    }
     return false;
 }
 
@@ -798,11 +851,13 @@ static int bench_soak(const struct opts *o)
     }
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
     memset(&s, 0, sizeof(s));
+    s.stall_every_s = o->stall_every_s;
+    stall_ms = o->stall_ms;
     s.warmup_ns =
         (o->duration_s >= 600 ? 60 : o->duration_s / 10) * CLOCK_NS_PER_S;
     memset(&cfg, 0, sizeof(cfg));
     cfg.executor = ENGINE_CONSTANT_ARRIVAL_RATE;
-    cfg.workflow = wf_get;
+    cfg.workflow = wf_soak;
     cfg.data = url;
     cfg.rate = o->rate;
     cfg.duration_ns = (int64_t)o->duration_s * CLOCK_NS_PER_S;
@@ -951,6 +1006,10 @@ int main(int argc, char **argv)
 
             bad = parse_int(v, 1, 1000000, &r);
             o.rate = r;
+        } else if (strcmp(argv[i], "--stall-every") == 0) {
+            bad = parse_int(v, 1, 86400, &o.stall_every_s);
+        } else if (strcmp(argv[i], "--stall-ms") == 0) {
+            bad = parse_int(v, 1, 60000, &o.stall_ms);
         } else {
             bad = -1;
         }
@@ -958,7 +1017,8 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "usage: %s [http|idle-vus|switch|transport|soak] "
                     "[--rounds N] [--duration S] [--threads T] "
-                    "[--nginx-workers W] [--vus N] [--rate R]\n",
+                    "[--nginx-workers W] [--vus N] [--rate R] "
+                    "[--stall-every S] [--stall-ms MS]\n",
                     argv[0]);
             return 2;
         }
@@ -991,6 +1051,7 @@ int main(int argc, char **argv)
         }
         o.duration_s = dur_given ? o.duration_s : 3600;
         o.rate = o.rate > 0 ? o.rate : 1000;
+        o.stall_ms = o.stall_ms ? o.stall_ms : 500;
         return bench_soak(&o);
     }
     fprintf(stderr, "unknown benchmark %s\n", cmd);

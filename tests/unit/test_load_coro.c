@@ -1,11 +1,13 @@
 /* Coroutines of the load engine: switching, completion, many coroutines at
  * once, stacks kept apart, the floating-point control state, the guard below
- * the stack (in a child that must die of SIGSEGV), and AddressSanitizer
- * (no false reports across switches; a real overflow on a coroutine stack
- * still reported). */
+ * the stack (in a child that must die of SIGSEGV), AddressSanitizer (no
+ * false reports across switches; a real overflow on a coroutine stack
+ * still reported), and the memory a coroutine's owner allocates in its
+ * mapping (coro_alloc). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <errno.h>
 #include <fenv.h>
@@ -334,7 +336,7 @@ static volatile char asan_sink;
 static void asan_overflow_fn(void *arg)
 {
     volatile char small[16];
-    volatile char *p = small; /* past UBSan's bounds check, to ASan */
+    volatile char *volatile p = small; /* past UBSan's bounds check, to ASan */
 
     (void)arg;
     small[0] = 0;
@@ -387,6 +389,144 @@ static void test_coro_asan_sees_coroutine_stacks(void **state)
     assert_non_null(strstr(out, "stack-buffer-overflow"));
 }
 
+static void idle_fn(void *arg)
+{
+    (void)arg;
+}
+
+static bool in_block(const void *p, const void *lo, size_t n)
+{
+    return (const char *)p >= (const char *)lo &&
+           (const char *)p < (const char *)lo + n;
+}
+
+/* Blocks come from the mapping in the order asked for, aligned; what does
+ * not fit comes from the heap (LeakSanitizer checks it is freed by
+ * coro_release), and so does everything for a coroutine without memory. */
+static void test_coro_alloc_uses_the_mapping_then_the_heap(void **state)
+{
+    struct coro *co;
+    struct coro *bare;
+    char *a;
+    char *b;
+    char *c;
+    char *big;
+    char *d;
+
+    (void)state;
+    assert_int_equal(coro_new_with(idle_fn, NULL, 0, 256, 256 + 4096, &co), 0);
+    a = coro_alloc(co, 100);
+    b = coro_alloc(co, 100);
+    assert_ptr_equal(b, a + 112);
+    assert_int_equal((uintptr_t)a % CORO_MEM_ALIGN, 0);
+    memset(a, 1, 100);
+    memset(b, 2, 100);
+    big = coro_alloc(co, 8192); /* more than is left */
+    assert_false(in_block(big, a, 256 + 4096));
+    memset(big, 3, 8192);
+    c = coro_alloc(co, 4096); /* what is left still serves */
+    assert_ptr_equal(c, b + 112);
+    memset(c, 4, 4096);
+    d = coro_alloc(co, 64); /* 32 bytes left */
+    assert_false(in_block(d, a, 256 + 4096));
+    coro_release(co, d, 64);
+    coro_release(co, big, 8192);
+    coro_release(co, c, 4096);
+    coro_release(co, b, 100);
+    coro_release(co, a, 100);
+    coro_free(co);
+
+    assert_int_equal(coro_new(idle_fn, NULL, 0, &bare), 0);
+    a = coro_alloc(bare, 16);
+    a = coro_realloc(bare, a, 16, 32);
+    coro_release(bare, a, 32);
+    coro_free(bare);
+    a = coro_alloc(NULL, 16);
+    coro_release(NULL, a, 16);
+}
+
+/* The last block grows in place and, released, is handed out again; any
+ * other block moves when it grows, its contents kept; a heap block stays
+ * on the heap. */
+static void test_coro_realloc_grows_the_last_block_in_place(void **state)
+{
+    struct coro *co;
+    char *a;
+    char *b;
+    char *h;
+
+    (void)state;
+    assert_int_equal(coro_new_with(idle_fn, NULL, 0, 0, 8192, &co), 0);
+    a = coro_alloc(co, 32);
+    strcpy(a, "abc");
+    assert_ptr_equal(coro_realloc(co, a, 32, 64), a);
+    assert_ptr_equal(coro_realloc(co, a, 64, 48), a); /* shrinks in place */
+    b = coro_alloc(co, 16);
+    assert_ptr_equal(b, a + 64);
+    a = coro_realloc(co, a, 64, 128);
+    assert_ptr_equal(a, b + 16);
+    assert_string_equal(a, "abc");
+    coro_release(co, a, 128);
+    assert_ptr_equal(coro_alloc(co, 128), a);
+    h = coro_alloc(co, 16384); /* no room: the heap */
+    strcpy(h, "def");
+    h = coro_realloc(co, h, 16384, 32);
+    assert_false(in_block(h, b - 64, 8192));
+    assert_string_equal(h, "def");
+    coro_release(co, h, 32);
+    coro_free(co); /* a and b go with the mapping */
+}
+
+struct near_probe {
+    uintptr_t local;
+};
+
+static void near_fn(void *arg)
+{
+    struct near_probe *np = arg;
+    volatile char local = 0;
+
+    np->local = (uintptr_t)&local;
+}
+
+/* The first near_bytes share the page the stack's first frames touch: a
+ * coroutine that keeps its state there costs one page while idle. */
+static void test_coro_near_memory_shares_the_stack_top_page(void **state)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    struct near_probe np = {0};
+    struct coro *co;
+    char *first;
+
+    (void)state;
+    /* ASan may move locals to a fake stack. */
+    if (TEST_ASAN) {
+        skip();
+    }
+    assert_int_equal(coro_new_with(near_fn, NULL, 0, 1024, 1024, &co), 0);
+    first = coro_alloc(co, 1024);
+    coro_set_arg(co, &np);
+    coro_resume(co);
+    assert_true(coro_is_done(co));
+    assert_int_equal((uintptr_t)first / page, np.local / page);
+    coro_free(co);
+}
+
+static void test_coro_new_with_refuses_bad_sizes(void **state)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    struct coro *co = NULL;
+
+    (void)state;
+    assert_int_equal(coro_new_with(idle_fn, NULL, 0, 100, 50, &co), ST_INVALID);
+    assert_int_equal(coro_new_with(idle_fn, NULL, 0, page, 2 * page, &co),
+                     ST_INVALID);
+    assert_int_equal(
+        coro_new_with(idle_fn, NULL, 0, 0, (size_t)CORO_MEM_MAX + 1, &co),
+        ST_INVALID);
+    assert_null(co);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +539,10 @@ int main(void)
         cmocka_unit_test(test_coro_stack_overflow_dies_of_sigsegv),
         cmocka_unit_test(test_coro_keeps_floating_point_modes_apart),
         cmocka_unit_test(test_coro_asan_sees_coroutine_stacks),
+        cmocka_unit_test(test_coro_alloc_uses_the_mapping_then_the_heap),
+        cmocka_unit_test(test_coro_realloc_grows_the_last_block_in_place),
+        cmocka_unit_test(test_coro_near_memory_shares_the_stack_top_page),
+        cmocka_unit_test(test_coro_new_with_refuses_bad_sizes),
     };
 
     fprintf(stderr, "coroutine switch: %s\n", coro_backend());

@@ -24,6 +24,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "mem.h"
+
 /* -DCORO_FORCE_UCONTEXT selects the portable switch on x86_64 too (for
  * measuring it). */
 #if defined(__x86_64__) && !defined(CORO_FORCE_UCONTEXT) &&                    \
@@ -65,6 +67,9 @@ struct coro {
     size_t map_bytes;   /* whole mapping */
     char *stack_lo;     /* lowest usable stack byte, above the guard */
     size_t stack_bytes; /* usable stack, up to this struct */
+    char *mem_lo;       /* the caller's memory, right above this struct */
+    size_t mem_bytes;
+    size_t mem_used; /* bump offset; what lies above it is unused */
     bool done;
     bool running;
     /* For AddressSanitizer only (unused, and cheap, without it). */
@@ -199,8 +204,16 @@ const char *coro_backend(void)
 int coro_new(void (*fn)(void *arg), void *arg, size_t stack_bytes,
              struct coro **out)
 {
+    return coro_new_with(fn, arg, stack_bytes, 0, 0, out);
+}
+
+int coro_new_with(void (*fn)(void *arg), void *arg, size_t stack_bytes,
+                  size_t near_bytes, size_t mem_bytes, struct coro **out)
+{
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t header = (sizeof(struct coro) + 63) & ~(size_t)63;
+    size_t near;
+    size_t far;
     size_t usable;
     size_t guard;
     size_t map_bytes;
@@ -211,12 +224,19 @@ int coro_new(void (*fn)(void *arg), void *arg, size_t stack_bytes,
         stack_bytes = CORO_STACK_DEFAULT;
     }
     if (fn == NULL || out == NULL || stack_bytes < CORO_STACK_MIN ||
-        stack_bytes > CORO_STACK_MAX) {
+        stack_bytes > CORO_STACK_MAX || mem_bytes > CORO_MEM_MAX ||
+        near_bytes > mem_bytes || near_bytes > page / 2) {
         return ST_INVALID;
     }
-    usable = (stack_bytes + page - 1) / page * page;
+    /* [guard][stack][this struct][near | far]: the struct and the near
+     * part end on a page boundary, so that they share the page the
+     * stack's first frames touch; the far part starts on a page of its
+     * own and costs nothing until used. */
+    near = (near_bytes + CORO_MEM_ALIGN - 1) & ~(size_t)(CORO_MEM_ALIGN - 1);
+    far = (mem_bytes - near_bytes + page - 1) / page * page;
+    usable = (stack_bytes + near + page - 1) / page * page;
     guard = (CORO_GUARD_BYTES + page - 1) / page * page;
-    map_bytes = usable + guard;
+    map_bytes = guard + usable + far;
     /* MAP_NORESERVE: nothing is committed until touched, which is what
      * makes 10,000 idle VUs cheap. */
     map = mmap(NULL, map_bytes, PROT_READ | PROT_WRITE,
@@ -230,7 +250,7 @@ int coro_new(void (*fn)(void *arg), void *arg, size_t stack_bytes,
     }
     /* header is a multiple of 64 and map page-aligned: the cast through
      * void * states that the alignment is known. */
-    co = (struct coro *)(void *)(map + map_bytes - header);
+    co = (struct coro *)(void *)(map + guard + usable - near - header);
     memset(co, 0, sizeof(*co));
     co->fn = fn;
     co->arg = arg;
@@ -238,6 +258,12 @@ int coro_new(void (*fn)(void *arg), void *arg, size_t stack_bytes,
     co->map_bytes = map_bytes;
     co->stack_lo = map + guard;
     co->stack_bytes = (size_t)((char *)co - co->stack_lo);
+    co->mem_lo = (char *)co + header;
+    co->mem_bytes = near + far;
+#if CORO_ASAN
+    /* Unused memory is out of bounds, as the heap's would be. */
+    ASAN_POISON_MEMORY_REGION(co->mem_lo, co->mem_bytes);
+#endif
 #if CORO_ASM
     {
         /* The first swap pops this frame: zeroed registers, default
@@ -285,8 +311,87 @@ void coro_free(struct coro *co)
     /* Frames left on a suspended stack stay poisoned in ASan's shadow; a
      * later mapping at the same address would inherit that. */
     ASAN_UNPOISON_MEMORY_REGION(co->stack_lo, co->stack_bytes);
+    ASAN_UNPOISON_MEMORY_REGION(co->mem_lo, co->mem_bytes);
 #endif
     munmap(co->map, co->map_bytes);
+}
+
+void coro_set_arg(struct coro *co, void *arg)
+{
+    assert(!co->running && !co->done);
+    co->arg = arg;
+}
+
+static size_t mem_round(size_t n)
+{
+    return (n + CORO_MEM_ALIGN - 1) & ~(size_t)(CORO_MEM_ALIGN - 1);
+}
+
+static bool mem_owns(const struct coro *co, const void *p)
+{
+    return co != NULL && (const char *)p >= co->mem_lo &&
+           (const char *)p < co->mem_lo + co->mem_bytes;
+}
+
+void *coro_alloc(struct coro *co, size_t n)
+{
+    size_t r = mem_round(n > 0 ? n : 1);
+    char *p;
+
+    if (co == NULL || r > co->mem_bytes - co->mem_used) {
+        return mem_alloc(n);
+    }
+    p = co->mem_lo + co->mem_used;
+    co->mem_used += r;
+#if CORO_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(p, n);
+#endif
+    return p;
+}
+
+void *coro_realloc(struct coro *co, void *p, size_t old_n, size_t n)
+{
+    void *q;
+
+    if (p == NULL) {
+        return coro_alloc(co, n);
+    }
+    if (!mem_owns(co, p)) {
+        return mem_realloc(p, n);
+    }
+    if (mem_round(n) <= mem_round(old_n)) {
+        return p;
+    }
+    /* The last block grows in place while there is room. */
+    if ((char *)p + mem_round(old_n) == co->mem_lo + co->mem_used &&
+        mem_round(n) - mem_round(old_n) <= co->mem_bytes - co->mem_used) {
+        co->mem_used += mem_round(n) - mem_round(old_n);
+#if CORO_ASAN
+        ASAN_UNPOISON_MEMORY_REGION(p, n);
+#endif
+        return p;
+    }
+    q = coro_alloc(co, n);
+    memcpy(q, p, old_n < n ? old_n : n);
+    coro_release(co, p, old_n);
+    return q;
+}
+
+void coro_release(struct coro *co, void *p, size_t n)
+{
+    if (p == NULL) {
+        return;
+    }
+    if (!mem_owns(co, p)) {
+        free(p);
+        return;
+    }
+    if ((char *)p + mem_round(n) == co->mem_lo + co->mem_used) {
+        co->mem_used -= mem_round(n);
+    }
+#if CORO_ASAN
+    ASAN_POISON_MEMORY_REGION(p, mem_round(n));
+#endif
 }
 
 void coro_resume(struct coro *co)

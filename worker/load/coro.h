@@ -25,6 +25,9 @@
 #endif
 #define CORO_STACK_MIN (4 * 1024)
 #define CORO_STACK_MAX (64 * 1024 * 1024)
+/* The caller's memory in a coroutine's mapping (coro_new_with). */
+#define CORO_MEM_MAX (16 * 1024 * 1024)
+#define CORO_MEM_ALIGN 16
 
 struct coro;
 
@@ -44,10 +47,41 @@ const char *coro_backend(void);
 MUST_CHECK int coro_new(void (*fn)(void *arg), void *arg, size_t stack_bytes,
                         struct coro **out);
 
-/* Releases co's stack. co must not be running; it may be finished or
- * suspended (a suspended coroutine's frames are dropped without running
- * anything, so what they own leaks: wake it to unwind instead). NULL does
- * nothing. Owner thread. */
+/* As coro_new, with mem_bytes more of the same mapping for the caller,
+ * handed out by coro_alloc: what a coroutine's owner allocates there is
+ * returned to the kernel with the stack by coro_free, whatever the heap
+ * would have kept of it. The first near_bytes (at most half a page) share
+ * the page that holds the stack's top, which the coroutine touches first:
+ * small state that lives as long as the coroutine costs no page of its
+ * own. The rest is reserved, not committed, like the stack. Returns as
+ * coro_new, and ST_INVALID for mem_bytes over CORO_MEM_MAX or near_bytes
+ * over mem_bytes or half a page. */
+MUST_CHECK int coro_new_with(void (*fn)(void *arg), void *arg,
+                             size_t stack_bytes, size_t near_bytes,
+                             size_t mem_bytes, struct coro **out);
+
+/* Sets the argument fn will get, before co is first resumed (for an arg
+ * that lives in co's own memory). Owner thread. */
+void coro_set_arg(struct coro *co, void *arg);
+
+/* n bytes (not zeroed) aligned to CORO_MEM_ALIGN from co's memory, in the
+ * order asked for; from the heap (mem_alloc) when it has no room left or
+ * co is NULL. Never NULL. Release it with coro_release or coro_realloc,
+ * before coro_free: heap blocks are freed then, co's own are kept for
+ * reuse only when last, and all of them go with the mapping. Owner
+ * thread. */
+void *coro_alloc(struct coro *co, size_t n);
+/* p (from coro_alloc or coro_realloc on co, old_n bytes, or NULL) grown or
+ * shrunk to n bytes, its contents kept: in place when it is co's last
+ * block and there is room, else moved. A heap block stays on the heap. */
+void *coro_realloc(struct coro *co, void *p, size_t old_n, size_t n);
+/* Gives p (n bytes as asked for, or NULL) back: see coro_alloc. */
+void coro_release(struct coro *co, void *p, size_t n);
+
+/* Releases co's stack and memory. co must not be running; it may be
+ * finished or suspended (a suspended coroutine's frames are dropped without
+ * running anything, so what they own leaks: wake it to unwind instead).
+ * NULL does nothing. Owner thread. */
 void coro_free(struct coro *co);
 
 /* Switches from the scheduler to co and runs it until it yields or fn

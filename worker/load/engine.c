@@ -42,6 +42,13 @@
  * are let go: memory follows the concurrency the run needs now, not the
  * peak a stall once caused. */
 #define RETIRE_IDLE_NS (5 * CLOCK_NS_PER_S)
+/* A VU's memory beside its stack (coro_new_with): the VU and its
+ * connection slot share the page of the stack's top; the buffers its
+ * requests grow come after. What does not fit goes to the heap. */
+#define VU_NEAR_BYTES 2048
+#define VU_MEM_BYTES (VU_NEAR_BYTES + 16 * 1024)
+/* Seconds of the series made room for before the start (reserve_points). */
+#define SERIES_PLAN_MAX_S (24 * 3600)
 
 struct eng_thread;
 
@@ -362,8 +369,10 @@ static void set_step(struct engine_vu *vu, const char *name, int64_t now)
 
     end_step(vu, now);
     if (len + 1 > vu->step_cap) {
-        vu->step_cap = len + 1 > 32 ? len + 1 : 32;
-        vu->step = mem_realloc(vu->step, vu->step_cap);
+        size_t cap = len + 1 > 32 ? len + 1 : 32;
+
+        vu->step = coro_realloc(vu->co, vu->step, vu->step_cap, cap);
+        vu->step_cap = cap;
     }
     memcpy(vu->step, name ? name : "", len + 1);
     vu->step_start_ns = now;
@@ -508,22 +517,31 @@ static void on_sleep_done(evutil_socket_t fd, short what, void *arg)
 static int new_vu(struct eng_thread *th, int id, struct engine_vu **out)
 {
     const struct engine_config *cfg = th->run->cfg;
-    struct engine_vu *vu = mem_zalloc(sizeof(*vu));
+    struct engine_vu *vu;
+    struct coro *co;
     int rc;
 
-    vu->th = th;
-    vu->id = id;
-    vu->step_cap = 32;
-    vu->step = mem_zalloc(vu->step_cap);
-    rc = coro_new(vu_main, vu, cfg->stack_bytes, &vu->co);
+    /* Everything a VU allocates lives in its stack's mapping, so that
+     * letting it go (retire_idle) gives all of it back to the kernel: freed
+     * to the heap, its small blocks would stay in pages shared with
+     * longer-lived ones. */
+    rc = coro_new_with(vu_main, NULL, cfg->stack_bytes, VU_NEAR_BYTES,
+                       VU_MEM_BYTES, &co);
     if (rc != 0) {
         log_error("load: cannot create VU %d's stack (%s): the address "
                   "space or vm.max_map_count (two maps per VU) ran out",
                   id, status_str(rc));
-        free(vu->step);
-        free(vu);
         return rc;
     }
+    vu = coro_alloc(co, sizeof(*vu));
+    memset(vu, 0, sizeof(*vu));
+    coro_set_arg(co, vu);
+    vu->co = co;
+    vu->th = th;
+    vu->id = id;
+    vu->step_cap = 32;
+    vu->step = coro_alloc(co, vu->step_cap);
+    vu->step[0] = '\0';
     vu->http = httpc_conn_new(th->http, vu->co);
     evtimer_assign(&vu->sleep_ev, th->base, on_sleep_done, vu);
     th->vus[th->n_vus++] = vu;
@@ -534,17 +552,20 @@ static int new_vu(struct eng_thread *th, int id, struct engine_vu **out)
 
 static void vu_free(struct engine_vu *vu, const struct engine_config *cfg)
 {
+    struct coro *co;
+
     if (vu == NULL) {
         return;
     }
     if (cfg->fini != NULL && vu->inited) {
         cfg->fini(vu);
     }
+    co = vu->co;
     event_del(&vu->sleep_ev);
     httpc_conn_free(vu->http);
-    coro_free(vu->co);
-    free(vu->step);
-    free(vu);
+    coro_release(co, vu->step, vu->step_cap);
+    coro_release(co, vu, sizeof(*vu));
+    coro_free(co);
 }
 
 /* ---- Stopping --------------------------------------------------------- */
@@ -715,8 +736,8 @@ static void retire_idle(struct eng_thread *th)
         any = true;
     }
 #if defined(__GLIBC__)
-    /* The connections' buffers were small chunks in this thread's arena:
-     * hand their pages back, or RSS keeps the peak after all. */
+    /* What did not fit in the VUs' own memory (a large body, TLS state)
+     * came from this thread's heap arena: hand its free pages back. */
     if (any) {
         malloc_trim(0);
     }
@@ -1223,6 +1244,31 @@ static bool drain(struct reporter *rp)
     }
 }
 
+/* The per-second series is kept for the report, a point (under 100
+ * bytes) a second: 340 KiB for an hour. Room for the whole planned run
+ * (duration and graceful stop, up to SERIES_PLAN_MAX_S) is made and
+ * touched before the start, so that memory is what the run will need from
+ * its first second and a soak's RSS stays flat unless something leaks; a
+ * run that lasts longer grows it by doubling. */
+static void reserve_points(struct reporter *rp)
+{
+    const struct engine_config *cfg = rp->run->cfg;
+    int64_t s = cfg->duration_ns / CLOCK_NS_PER_S +
+                cfg->graceful_stop_ns / CLOCK_NS_PER_S;
+    size_t n = (size_t)(s < SERIES_PLAN_MAX_S ? s : SERIES_PLAN_MAX_S) + 2;
+    volatile char *p;
+
+    rp->points_cap = n;
+    rp->out->points = mem_calloc(n, sizeof(*rp->out->points));
+    /* calloc's pages may be the kernel's untouched zeroes, and a memset of
+     * zeroes may be dropped by the compiler: a volatile store commits each
+     * page. */
+    p = (volatile char *)rp->out->points;
+    for (size_t i = 0; i < n * sizeof(*rp->out->points); i += 1024) {
+        p[i] = 0;
+    }
+}
+
 static void report_loop(struct eng_run *run, struct engine_result *out)
 {
     const struct engine_config *cfg = run->cfg;
@@ -1231,6 +1277,7 @@ static void report_loop(struct eng_run *run, struct engine_result *out)
     memset(&rp, 0, sizeof(rp));
     rp.run = run;
     rp.out = out;
+    reserve_points(&rp);
     if (snap_new(&run->http, &rp.second) != 0 ||
         hist_new(&run->http.hist, &rp.latency) != 0) {
         abort(); /* checked */
@@ -1413,6 +1460,19 @@ void *engine_vu_state(const struct engine_vu *vu)
 void engine_vu_set_state(struct engine_vu *vu, void *state)
 {
     vu->state = state;
+}
+
+void *engine_vu_alloc(struct engine_vu *vu, size_t n)
+{
+    void *p = coro_alloc(vu->co, n);
+
+    memset(p, 0, n);
+    return p;
+}
+
+void engine_vu_release(struct engine_vu *vu, void *p, size_t n)
+{
+    coro_release(vu->co, p, n);
 }
 
 void *engine_vu_api(const struct engine_vu *vu)

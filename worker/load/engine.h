@@ -166,6 +166,14 @@ void *engine_vu_data(const struct engine_vu *vu);
 /* A pointer of the VU's own, NULL until set. */
 void *engine_vu_state(const struct engine_vu *vu);
 void engine_vu_set_state(struct engine_vu *vu, void *state);
+/* n zeroed bytes that live as long as the VU, in its own memory while it
+ * has room (else on the heap): they go back to the kernel with it when an
+ * arrival-rate executor lets it go, where the heap would keep fragments.
+ * Give them back with engine_vu_release, at the latest in fini. The VU's
+ * thread only. */
+void *engine_vu_alloc(struct engine_vu *vu, size_t n);
+/* p of n bytes, from engine_vu_alloc (NULL does nothing). */
+void engine_vu_release(struct engine_vu *vu, void *p, size_t n);
 /* A pointer for the layer above the engine (the hf_* API), apart from the
  * workflow's own state. */
 void *engine_vu_api(const struct engine_vu *vu);

@@ -30,7 +30,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "buf.h"
 #include "clock.h"
 #include "coro.h"
 #include "log.h"
@@ -96,6 +95,16 @@ struct target {
 
 enum conn_phase { PH_IDLE, PH_DNS, PH_CONNECT, PH_SEND, PH_WAIT };
 
+/* A conn's growable buffer, as struct buf but grown in its coroutine's
+ * memory (coro_alloc): what a VU's requests and responses needed goes
+ * away with the VU instead of staying in the heap's fragmented pages.
+ * NUL-terminated once anything was added; data is NULL before. */
+struct cbuf {
+    char *data;
+    size_t len; /* not counting the NUL */
+    size_t cap;
+};
+
 struct httpc_conn {
     struct httpc_client *client;
     struct coro *co;
@@ -109,29 +118,29 @@ struct httpc_conn {
     bool cancelled;           /* httpc_conn_cancel */
     bool in_request;          /* between httpc_request's start and return */
     enum conn_phase phase;
-    struct event rev;       /* EV_READ | EV_PERSIST while fd is open */
-    struct event wev;       /* EV_WRITE: connect, full socket buffer */
-    struct event tev;       /* the request's deadline */
-    struct buf origin_host; /* where the open connection goes */
+    struct event rev;        /* EV_READ | EV_PERSIST while fd is open */
+    struct event wev;        /* EV_WRITE: connect, full socket buffer */
+    struct event tev;        /* the request's deadline */
+    struct cbuf origin_host; /* where the open connection goes */
     uint16_t origin_port;
     bool origin_tls;
-    struct buf out;   /* the request's bytes */
-    struct buf name;  /* the default metric name */
+    struct cbuf out;  /* the request's bytes */
+    struct cbuf name; /* the default metric name */
     const char *step; /* httpc_conn_set_context: "" for none */
     int64_t lag_ns;
     /* The last request without headers or body, kept parsed and written
      * out: a VU repeating a request skips both. t points into url. */
     bool last_valid;
     char last_method[16];
-    struct buf last_url;
+    struct cbuf last_url;
     struct target last_t;
-    struct buf hdrs;  /* response headers: name\0value\0... */
+    struct cbuf hdrs; /* response headers: name\0value\0... */
     size_t *hdr_offs; /* 2 per header, into hdrs */
     size_t n_hdr_offs;
     size_t hdr_offs_cap;
     struct httpc_header *hdr_list;
     size_t hdr_list_cap;
-    struct buf body;
+    struct cbuf body;
     char errtext[160];
     http_parser parser;
     struct httpc_response resp;
@@ -152,6 +161,59 @@ struct httpc_conn {
 
 /* httpc_error_str and httpc_timing_str are in httpc_metrics.c, with
  * the aggregates the controller links too. */
+
+/* ---- Buffers ------------------------------------------------------------ */
+
+/* Room for extra more bytes and the NUL. Capacities are powers of two
+ * from 64: in the VU's memory, only the last block grows in place, and
+ * doubling keeps what the moves leave behind below the final size. */
+static void cbuf_reserve(struct httpc_conn *c, struct cbuf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    size_t cap = 64;
+
+    if (need > b->cap) {
+        for (cap = b->cap ? b->cap : cap; cap < need; cap *= 2) {
+        }
+        b->data = coro_realloc(c->co, b->data, b->cap, cap);
+        b->cap = cap;
+    }
+}
+
+static void cbuf_add(struct httpc_conn *c, struct cbuf *b, const void *data,
+                     size_t len)
+{
+    cbuf_reserve(c, b, len);
+    if (len > 0) {
+        memcpy(b->data + b->len, data, len);
+    }
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+static void cbuf_adds(struct httpc_conn *c, struct cbuf *b, const char *s)
+{
+    cbuf_add(c, b, s, strlen(s));
+}
+
+static void cbuf_addc(struct httpc_conn *c, struct cbuf *b, char ch)
+{
+    cbuf_add(c, b, &ch, 1);
+}
+
+static void cbuf_reset(struct cbuf *b)
+{
+    b->len = 0;
+    if (b->data != NULL) {
+        b->data[0] = '\0';
+    }
+}
+
+static void cbuf_cleanup(struct httpc_conn *c, struct cbuf *b)
+{
+    coro_release(c->co, b->data, b->cap);
+    memset(b, 0, sizeof(*b));
+}
 
 /* ---- Waiting and waking ------------------------------------------------ */
 
@@ -205,7 +267,7 @@ static void conn_close(struct httpc_conn *c)
     }
     close(c->fd);
     c->fd = -1;
-    buf_reset(&c->origin_host);
+    cbuf_reset(&c->origin_host);
 }
 
 /* ---- Response parsing (loop stack) --------------------------------------- */
@@ -224,9 +286,13 @@ static int header_room(struct httpc_conn *c, size_t len)
 static void header_mark(struct httpc_conn *c)
 {
     if (c->n_hdr_offs == c->hdr_offs_cap) {
-        c->hdr_offs_cap = c->hdr_offs_cap ? 2 * c->hdr_offs_cap : 32;
-        c->hdr_offs = mem_reallocarray(c->hdr_offs, c->hdr_offs_cap,
-                                       sizeof(*c->hdr_offs));
+        size_t cap = c->hdr_offs_cap ? 2 * c->hdr_offs_cap : 32;
+
+        /* No overflow: max_header_bytes bounds the count. */
+        c->hdr_offs = coro_realloc(c->co, c->hdr_offs,
+                                   c->hdr_offs_cap * sizeof(*c->hdr_offs),
+                                   cap * sizeof(*c->hdr_offs));
+        c->hdr_offs_cap = cap;
     }
     c->hdr_offs[c->n_hdr_offs++] = c->hdrs.len;
 }
@@ -246,12 +312,12 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     }
     if (c->hdr_state != 1) {
         if (c->hdr_state == 2) {
-            buf_addc(&c->hdrs, '\0');
+            cbuf_addc(c, &c->hdrs, '\0');
         }
         header_mark(c);
         c->hdr_state = 1;
     }
-    buf_add(&c->hdrs, at, len);
+    cbuf_add(c, &c->hdrs, at, len);
     return 0;
 }
 
@@ -263,11 +329,11 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         return -1;
     }
     if (c->hdr_state != 2) {
-        buf_addc(&c->hdrs, '\0');
+        cbuf_addc(c, &c->hdrs, '\0');
         header_mark(c);
         c->hdr_state = 2;
     }
-    buf_add(&c->hdrs, at, len);
+    cbuf_add(c, &c->hdrs, at, len);
     return 0;
 }
 
@@ -277,11 +343,11 @@ static int on_headers_complete(http_parser *p)
 
     if (c->hdr_state == 1) {
         /* A field without a value. */
-        buf_addc(&c->hdrs, '\0');
+        cbuf_addc(c, &c->hdrs, '\0');
         header_mark(c);
     }
     if (c->hdr_state != 0) {
-        buf_addc(&c->hdrs, '\0');
+        cbuf_addc(c, &c->hdrs, '\0');
     }
     c->hdr_state = 0;
     return c->head ? 1 : 0;
@@ -296,7 +362,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
     c->resp.body_bytes += len;
     if (!c->discard && c->body.len < max) {
         keep = len < max - c->body.len ? len : max - c->body.len;
-        buf_add(&c->body, at, keep);
+        cbuf_add(c, &c->body, at, keep);
     }
     if (keep < len) {
         c->resp.body_truncated = true;
@@ -312,7 +378,7 @@ static int on_message_complete(http_parser *p)
         p->status_code != 101) {
         /* An interim response (100 Continue, 103 Early Hints): the final
          * one follows on the same connection. */
-        buf_reset(&c->hdrs);
+        cbuf_reset(&c->hdrs);
         c->n_hdr_offs = 0;
         c->header_bytes = 0;
         return 0;
@@ -610,18 +676,13 @@ struct httpc_metrics *httpc_client_swap_metrics(struct httpc_client *c,
 
 struct httpc_conn *httpc_conn_new(struct httpc_client *cl, struct coro *co)
 {
-    struct httpc_conn *c = mem_zalloc(sizeof(*c));
+    struct httpc_conn *c = coro_alloc(co, sizeof(*c));
 
+    memset(c, 0, sizeof(*c));
     c->client = cl;
     c->co = co;
     c->fd = -1;
     c->step = "";
-    buf_init(&c->origin_host, 0);
-    buf_init(&c->last_url, 0);
-    buf_init(&c->out, 0);
-    buf_init(&c->name, 0);
-    buf_init(&c->hdrs, 0);
-    buf_init(&c->body, 0);
     evtimer_assign(&c->tev, cl->base, on_deadline, c);
     cl->n_conns++;
     return c;
@@ -635,19 +696,19 @@ void httpc_conn_free(struct httpc_conn *c)
     assert(!c->in_request);
     conn_close(c);
     event_del(&c->tev);
-    buf_cleanup(&c->origin_host);
-    buf_cleanup(&c->last_url);
-    buf_cleanup(&c->out);
-    buf_cleanup(&c->name);
-    buf_cleanup(&c->hdrs);
-    buf_cleanup(&c->body);
-    free(c->hdr_offs);
-    free(c->hdr_list);
+    cbuf_cleanup(c, &c->origin_host);
+    cbuf_cleanup(c, &c->last_url);
+    cbuf_cleanup(c, &c->out);
+    cbuf_cleanup(c, &c->name);
+    cbuf_cleanup(c, &c->hdrs);
+    cbuf_cleanup(c, &c->body);
+    coro_release(c->co, c->hdr_offs, c->hdr_offs_cap * sizeof(*c->hdr_offs));
+    coro_release(c->co, c->hdr_list, c->hdr_list_cap * sizeof(*c->hdr_list));
     if (c->tls_session != NULL) {
         SSL_SESSION_free(c->tls_session);
     }
     c->client->n_conns--;
-    free(c);
+    coro_release(c->co, c, sizeof(*c));
 }
 
 void httpc_conn_set_context(struct httpc_conn *c, const char *step,
@@ -1092,7 +1153,7 @@ static int parse_target(struct httpc_conn *c, const char *url, struct target *t)
 static int build_request(struct httpc_conn *c, const struct httpc_request *req,
                          const char *method, const struct target *t)
 {
-    struct buf *b = &c->out;
+    struct cbuf *b = &c->out;
     bool v6 = strchr(t->host, ':') != NULL;
     bool default_port = t->port == (t->tls ? 443 : 80);
 
@@ -1100,21 +1161,21 @@ static int build_request(struct httpc_conn *c, const struct httpc_request *req,
         set_error(c, HTTPC_ERR_INVALID, "bad method");
         return -1;
     }
-    buf_reset(b);
-    buf_adds(b, method);
-    buf_addc(b, ' ');
-    buf_add(b, t->path, t->path_len);
+    cbuf_reset(b);
+    cbuf_adds(c, b, method);
+    cbuf_addc(c, b, ' ');
+    cbuf_add(c, b, t->path, t->path_len);
     if (t->query != NULL) {
-        buf_addc(b, '?');
-        buf_add(b, t->query, t->query_len);
+        cbuf_addc(c, b, '?');
+        cbuf_add(c, b, t->query, t->query_len);
     }
-    buf_add(b, " HTTP/1.1\r\nHost: ", 17);
+    cbuf_add(c, b, " HTTP/1.1\r\nHost: ", 17);
     if (v6) {
-        buf_addc(b, '[');
+        cbuf_addc(c, b, '[');
     }
-    buf_adds(b, t->host);
+    cbuf_adds(c, b, t->host);
     if (v6) {
-        buf_addc(b, ']');
+        cbuf_addc(c, b, ']');
     }
     if (!default_port) {
         char port[8];
@@ -1126,13 +1187,13 @@ static int build_request(struct httpc_conn *c, const struct httpc_request *req,
             v /= 10;
         } while (v != 0);
         port[--i] = ':';
-        buf_add(b, port + i, sizeof(port) - i);
+        cbuf_add(c, b, port + i, sizeof(port) - i);
     }
-    buf_add(b, "\r\n", 2);
+    cbuf_add(c, b, "\r\n", 2);
     if (c->client->user_agent[0] != '\0') {
-        buf_add(b, "User-Agent: ", 12);
-        buf_adds(b, c->client->user_agent);
-        buf_add(b, "\r\n", 2);
+        cbuf_add(c, b, "User-Agent: ", 12);
+        cbuf_adds(c, b, c->client->user_agent);
+        cbuf_add(c, b, "\r\n", 2);
     }
     for (size_t i = 0; i < req->n_headers; i++) {
         const struct httpc_header *h = &req->headers[i];
@@ -1142,18 +1203,22 @@ static int build_request(struct httpc_conn *c, const struct httpc_request *req,
             set_error(c, HTTPC_ERR_INVALID, "bad request header");
             return -1;
         }
-        buf_adds(b, h->name);
-        buf_add(b, ": ", 2);
-        buf_adds(b, h->value);
-        buf_add(b, "\r\n", 2);
+        cbuf_adds(c, b, h->name);
+        cbuf_add(c, b, ": ", 2);
+        cbuf_adds(c, b, h->value);
+        cbuf_add(c, b, "\r\n", 2);
     }
     if (req->body_len > 0 || strcmp(method, "POST") == 0 ||
         strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
-        buf_addf(b, "Content-Length: %zu\r\n", req->body_len);
+        char cl[40];
+        int n =
+            snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", req->body_len);
+
+        cbuf_add(c, b, cl, (size_t)n);
     }
-    buf_add(b, "\r\n", 2);
+    cbuf_add(c, b, "\r\n", 2);
     if (req->body_len > 0) {
-        buf_add(b, req->body, req->body_len);
+        cbuf_add(c, b, req->body, req->body_len);
     }
     return 0;
 }
@@ -1174,8 +1239,8 @@ static void request_reset(struct httpc_conn *c)
     c->n_hdr_offs = 0;
     c->t_first_ns = 0;
     c->t_done_ns = 0;
-    buf_reset(&c->hdrs);
-    buf_reset(&c->body);
+    cbuf_reset(&c->hdrs);
+    cbuf_reset(&c->body);
 }
 
 static void arm_deadline(struct httpc_conn *c, int64_t start_ns,
@@ -1200,8 +1265,10 @@ static void finish_response(struct httpc_conn *c)
     r->error_text = c->errtext;
     r->status = c->err == HTTPC_ERR_NONE ? (int)c->parser.status_code : 0;
     if (n > c->hdr_list_cap) {
+        c->hdr_list = coro_realloc(c->co, c->hdr_list,
+                                   c->hdr_list_cap * sizeof(*c->hdr_list),
+                                   n * sizeof(*c->hdr_list));
         c->hdr_list_cap = n;
-        c->hdr_list = mem_reallocarray(c->hdr_list, n, sizeof(*c->hdr_list));
     }
     for (size_t i = 0; i < n && c->hdrs.data != NULL; i++) {
         c->hdr_list[i].name = c->hdrs.data + c->hdr_offs[2 * i];
@@ -1209,7 +1276,7 @@ static void finish_response(struct httpc_conn *c)
     }
     r->headers = c->hdr_list;
     r->n_headers = c->complete ? n : 0;
-    r->body = buf_str(&c->body);
+    r->body = c->body.data != NULL ? c->body.data : "";
     r->body_len = c->body.len;
 }
 
@@ -1236,17 +1303,17 @@ static int prepare(struct httpc_conn *c, const struct httpc_request *req,
 
     c->last_valid = false;
     if (simple) {
-        buf_reset(&c->last_url);
-        buf_adds(&c->last_url, req->url);
+        cbuf_reset(&c->last_url);
+        cbuf_adds(c, &c->last_url, req->url);
         url = c->last_url.data;
     }
-    buf_reset(&c->name);
+    cbuf_reset(&c->name);
     if (parse_target(c, url, t) != 0) {
         return -1;
     }
-    buf_adds(&c->name, method);
-    buf_addc(&c->name, ' ');
-    buf_add(&c->name, t->path, t->path_len);
+    cbuf_adds(c, &c->name, method);
+    cbuf_addc(c, &c->name, ' ');
+    cbuf_add(c, &c->name, t->path, t->path_len);
     if (build_request(c, req, method, t) != 0) {
         return -1;
     }
@@ -1322,7 +1389,7 @@ again:
                 goto done;
             }
         }
-        buf_adds(&c->origin_host, t.host);
+        cbuf_adds(c, &c->origin_host, t.host);
         c->origin_port = t.port;
         c->origin_tls = t.tls;
     }

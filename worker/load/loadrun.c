@@ -381,7 +381,7 @@ static void vu_init(struct engine_vu *vu)
 {
     const struct lr_ctx *c = engine_vu_data(vu);
 
-    engine_vu_set_api(vu, mem_zalloc(sizeof(struct lr_vu)));
+    engine_vu_set_api(vu, engine_vu_alloc(vu, sizeof(struct lr_vu)));
     if (c->wf->init != NULL && !c->in_setup) {
         c->wf->init((hf_vu *)vu);
     }
@@ -394,7 +394,7 @@ static void vu_fini(struct engine_vu *vu)
     if (c->wf->fini != NULL && !c->in_setup) {
         c->wf->fini((hf_vu *)vu);
     }
-    free(engine_vu_api(vu));
+    engine_vu_release(vu, engine_vu_api(vu), sizeof(struct lr_vu));
     engine_vu_set_api(vu, NULL);
 }
 
