@@ -4,6 +4,7 @@
  * fail and abort, steps and checks, the lifecycle hooks and env files.
  * These run for seconds each and want the CPU, so ctest runs them one at
  * a time with the integration tests (they need no stack). */
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -170,7 +171,20 @@ static void test_arrival_rate_lets_idle_vus_go(void **state)
     assert_int_equal(res.dropped, 0);
     assert_true(res.vus_max >= 50); /* the stall needed ~100 */
     assert_true(res.n_points >= 9);
-    assert_true(res.points[8].vus_alive <= 10);
+    /* Let go 5 s after the stall ended (second 1.5), so from second 7 on
+     * the alive count drops to what the rate needs. The lowest of those
+     * seconds, not one of them: a busy machine that stalls this process
+     * later (sanitizers, a loaded CI runner) makes it start a few VUs
+     * again, which then live their own 5 s. */
+    {
+        int lowest = INT_MAX;
+
+        for (size_t i = 7; i < res.n_points; i++) {
+            lowest = res.points[i].vus_alive < lowest ? res.points[i].vus_alive
+                                                      : lowest;
+        }
+        assert_true(lowest <= 10);
+    }
     engine_result_cleanup(&res);
     loadtarget_stop(t);
 }
