@@ -31,14 +31,16 @@ mapfile -t sources < <(git ls-files '*.c' '*.h')
 clang-format --dry-run --Werror "${sources[@]}"
 
 # One stack for the whole run, in a private directory, on ports of its own
-# so a developer's stack is left alone.
+# so a developer's stack is left alone. Below Linux's ephemeral range
+# (32768-60999): a port there can be taken by any outgoing connection of
+# the moment, and the stack then refuses to start (seen once).
 export HANDOFF_STACK_DIR
 HANDOFF_STACK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/handoff-test-stack-XXXXXX")
 chmod 755 "$HANDOFF_STACK_DIR"
-export HANDOFF_STACK_NATS_PORT=${HANDOFF_STACK_NATS_PORT:-34222}
-export HANDOFF_STACK_NATS_MONITOR_PORT=${HANDOFF_STACK_NATS_MONITOR_PORT:-38222}
-export HANDOFF_STACK_PG_PORT=${HANDOFF_STACK_PG_PORT:-35432}
-export HANDOFF_STACK_REDIS_PORT=${HANDOFF_STACK_REDIS_PORT:-36379}
+export HANDOFF_STACK_NATS_PORT=${HANDOFF_STACK_NATS_PORT:-23222}
+export HANDOFF_STACK_NATS_MONITOR_PORT=${HANDOFF_STACK_NATS_MONITOR_PORT:-23822}
+export HANDOFF_STACK_PG_PORT=${HANDOFF_STACK_PG_PORT:-23432}
+export HANDOFF_STACK_REDIS_PORT=${HANDOFF_STACK_REDIS_PORT:-23379}
 cleanup() {
     deploy/stack.sh down --purge >/dev/null 2>&1 || true
     rm -rf "$HANDOFF_STACK_DIR"

@@ -28,13 +28,15 @@ fi
 bench=$build/bin/handoff-bench-dist
 [ -x "$bench" ] || bench=$build/tests/bench/handoff-bench-dist
 
+# Ports below Linux's ephemeral range (32768-60999), where an outgoing
+# connection could hold one when the stack starts.
 export HANDOFF_STACK_DIR
 HANDOFF_STACK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/handoff-bench-stack-XXXXXX")
 chmod 755 "$HANDOFF_STACK_DIR"
-export HANDOFF_STACK_NATS_PORT=${HANDOFF_BENCH_NATS_PORT:-44222}
-export HANDOFF_STACK_NATS_MONITOR_PORT=${HANDOFF_BENCH_NATS_MONITOR_PORT:-48222}
-export HANDOFF_STACK_PG_PORT=${HANDOFF_BENCH_PG_PORT:-45432}
-export HANDOFF_STACK_REDIS_PORT=${HANDOFF_BENCH_REDIS_PORT:-46379}
+export HANDOFF_STACK_NATS_PORT=${HANDOFF_BENCH_NATS_PORT:-22222}
+export HANDOFF_STACK_NATS_MONITOR_PORT=${HANDOFF_BENCH_NATS_MONITOR_PORT:-22822}
+export HANDOFF_STACK_PG_PORT=${HANDOFF_BENCH_PG_PORT:-22432}
+export HANDOFF_STACK_REDIS_PORT=${HANDOFF_BENCH_REDIS_PORT:-22379}
 cleanup() {
     "$root/deploy/stack.sh" down --purge >/dev/null 2>&1 || true
     rm -rf "$HANDOFF_STACK_DIR"
