@@ -510,7 +510,8 @@ HF_API bool hf_check(hf_vu *vu, const char *name, bool ok);
 /* Suspends the VU for ms (returns early when the run is stopping). */
 HF_API void hf_sleep(hf_vu *vu, int64_t ms);
 
-/* 1..VUs, unique in the run (0 in setup and teardown). */
+/* 1..VUs, unique in the run (0 in setup and teardown); in a distributed
+ * run unique within its shard only (docs/load.md, "Not yet"). */
 HF_API int hf_vu_id(const hf_vu *vu);
 /* Iterations this VU completed before the current one. */
 HF_API uint64_t hf_vu_iteration(const hf_vu *vu);
