@@ -1072,20 +1072,21 @@ static void on_suite_timer(evutil_socket_t fd, short what, void *arg)
 
 static struct {
     pthread_mutex_t lock;
-    pid_t pid; /* the process that made them (not its forked children) */
+    bool at_exit; /* remove_temp_bases registered */
     size_t n;
     char *parent[RUNNER_TEMP_BASES];
     char *base[RUNNER_TEMP_BASES];
+    pid_t owner[RUNNER_TEMP_BASES]; /* the process that made it: a forked
+                                       child inherits it, never removes it */
     uint64_t seq;
 } temp_bases = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void remove_temp_bases(void)
 {
-    if (getpid() != temp_bases.pid) {
-        return;
-    }
     for (size_t i = 0; i < temp_bases.n; i++) {
-        nftw(temp_bases.base[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (temp_bases.owner[i] == getpid()) {
+            nftw(temp_bases.base[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        }
         free(temp_bases.base[i]);
         free(temp_bases.parent[i]);
     }
@@ -1112,11 +1113,12 @@ static const char *temp_base(const char *parent)
         free(tmpl);
         return NULL;
     }
-    if (temp_bases.pid != getpid()) {
-        temp_bases.pid = getpid();
+    if (!temp_bases.at_exit) {
+        temp_bases.at_exit = true;
         atexit(remove_temp_bases);
     }
     temp_bases.parent[temp_bases.n] = mem_strdup(parent);
+    temp_bases.owner[temp_bases.n] = getpid();
     temp_bases.base[temp_bases.n++] = tmpl;
     return tmpl;
 }
