@@ -486,6 +486,14 @@ static int bus_make_options(const struct bus_config *cfg, struct bus *b,
     }
     snprintf(b->url, sizeof(b->url), "%s", urls[0]);
 
+    /* nats.c spins up to 2,000 trylocks before it sleeps on a contended
+     * lock (its default when the library opens itself). Where workers,
+     * controller, nats-server and PostgreSQL share a few cores that spin
+     * burns the CPU the lock holder needs: ~10 % of a worker's CPU in the
+     * throughput benchmark. 0: sleep at once. Only the first call opens
+     * the library; a later one (or one after nats_Close) changes nothing,
+     * and natsOptions_Create reports a library that cannot open. */
+    (void)nats_Open(0);
     s = natsOptions_Create(&opts);
     if (s == NATS_OK) {
         s = natsOptions_SetServers(opts, urls, n);
