@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__) /* from the headers above */
+#include <malloc.h>
+#endif
 
 static void mem_exhausted(size_t size)
 {
@@ -103,4 +106,11 @@ char *mem_printf(const char *fmt, ...)
     p = mem_vprintf(fmt, ap);
     va_end(ap);
     return p;
+}
+
+void mem_tune_for_service(void)
+{
+#if defined(__GLIBC__)
+    (void)mallopt(M_MXFAST, 0);
+#endif
 }

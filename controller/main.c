@@ -781,6 +781,7 @@ int main(int argc, char **argv)
     enum log_level level;
     int rc;
 
+    mem_tune_for_service();
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: handoff-controller [flags]\n\nflags and "

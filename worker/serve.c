@@ -1487,6 +1487,7 @@ int serve_main(const char *prog, int argc, char **argv)
     struct timeval hb;
     int rc = 1;
 
+    mem_tune_for_service();
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             serve_usage(stdout, prog);
