@@ -8,7 +8,9 @@
  *   - result: the job_attempts row completed (a repeat of a completed
  *     attempt changes nothing: that is the idempotency), its test rows
  *     COPY'd, the job marked done if no other attempt finished it first,
- *     and the run ended once all its jobs are done.
+ *     and the run ended once all its jobs are done. A short first attempt
+ *     sends no started (the worker's --started-delay): the attempt, job
+ *     and run then take their start from the result.
  * Each of these is one statement for the whole batch, its rows passed as
  * array parameters, rather than several per message: PostgreSQL spends
  * far less per run that way. The end state is the one of applying
@@ -687,7 +689,7 @@ static int finish_jobs(struct db *d, struct batch *b, size_t lo, size_t hi)
     struct db_res *res = NULL;
     int rc;
 
-    cols_init(&c, 5);
+    cols_init(&c, 6);
     for (size_t g = 0, end; g < b->n_jobs; g = end) {
         end = job_group_end(b, g);
         for (size_t k = g; k < end; k++) {
@@ -700,6 +702,7 @@ static int finish_jobs(struct db *d, struct batch *b, size_t lo, size_t hi)
                 col_i64(&c, 2, m->meta.job_attempt);
                 col_text(&c, 3, m->meta.worker_id);
                 col_i64(&c, 4, (int64_t)i);
+                col_ts(&c, 5, m->result.start_unix_ns);
                 c.rows++;
                 break;
             }
@@ -712,10 +715,14 @@ static int finish_jobs(struct db *d, struct batch *b, size_t lo, size_t hi)
                    "UPDATE jobs j SET state = 'done', result = f.result, "
                    "finished_at = now(), worker_id = f.worker_id, "
                    "attempts = greatest(j.attempts, f.job_attempt), "
-                   "published_at = coalesce(j.published_at, now()) "
+                   "published_at = coalesce(j.published_at, now()), "
+                   /* No JobStarted for a short first attempt (the
+                    * worker's SERVE_STARTED_DELAY_MS): its start. */
+                   "started_at = coalesce(j.started_at, f.started_at) "
                    "FROM unnest($1::text[], $2::text[], $3::int[], "
-                   "$4::text[], $5::int[]) AS f(job_id, result, "
-                   "job_attempt, worker_id, ord) "
+                   "$4::text[], $5::int[], $6::timestamptz[]) AS "
+                   "f(job_id, result, job_attempt, worker_id, ord, "
+                   "started_at) "
                    "WHERE j.id = f.job_id AND j.state <> 'done' "
                    "RETURNING f.ord, j.run_id",
                    &res);
@@ -780,7 +787,7 @@ static int finish_runs(struct db *d, struct batch *b, size_t lo, size_t hi)
     struct db_res *res = NULL;
     int rc;
 
-    cols_init(&c, 12);
+    cols_init(&c, 13);
     for (size_t i = lo; i < hi; i++) {
         const struct imsg *m = &b->msgs[i];
         struct result_counts n;
@@ -801,21 +808,24 @@ static int finish_runs(struct db *d, struct batch *b, size_t lo, size_t hi)
         col_i64(&c, 9, (int64_t)n.soft_failures);
         col_i64(&c, 10, (int64_t)n.flaky);
         col_i64(&c, 11, (int64_t)i);
+        col_ts(&c, 12, m->result.start_unix_ns);
         c.rows++;
     }
     rc = cols_exec(
         d, &c, "ingest: runs done",
         "WITH e AS (UPDATE runs r SET state = f.state, result = f.result, "
         "reason = coalesce(f.reason, r.cancel_reason), "
-        "finished_at = now(), started_at = coalesce(r.started_at, now()), "
+        "finished_at = now(), "
+        "started_at = coalesce(r.started_at, f.started_at, now()), "
         "tests_total = f.total, tests_passed = f.passed, "
         "tests_failed = f.failed, tests_skipped = f.skipped, "
         "tests_error = f.errors, soft_failures = f.soft_failures, "
         "tests_flaky = f.flaky, flaky = f.flaky > 0 "
         "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
         "$5::int[], $6::int[], $7::int[], $8::int[], $9::int[], $10::int[], "
-        "$11::int[], $12::int[]) AS f(run_id, state, result, reason, total, "
-        "passed, failed, skipped, errors, soft_failures, flaky, ord) "
+        "$11::int[], $12::int[], $13::timestamptz[]) AS f(run_id, state, "
+        "result, reason, total, passed, failed, skipped, errors, "
+        "soft_failures, flaky, ord, started_at) "
         "WHERE r.id = f.run_id AND r.state IN ('queued', 'running') "
         "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id "
         "AND j.state <> 'done') "

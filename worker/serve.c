@@ -79,6 +79,7 @@ struct serve_cfg {
     int64_t ack_wait_ns;
     int64_t max_deliver;
     int64_t kill_grace_ns;
+    int64_t started_delay_ns;
     int64_t output_cap;
     char *metrics_addr;
 };
@@ -119,9 +120,12 @@ struct sjob {
     struct event *progress; /* in-progress acks while it runs */
     char events_subject[64];
     uint64_t seq;
-    struct buf events;       /* an EventBatch not published yet */
-    struct event *events_ev; /* publishes it SERVE_EVENTS_DELAY_MS after
+    struct buf events;        /* an EventBatch not published yet */
+    struct event *events_ev;  /* publishes it SERVE_EVENTS_DELAY_MS after
                                  its first event */
+    struct event *started_ev; /* JobStarted, --started-delay after the
+                                 start, unless the result came first */
+    int64_t started_unix_ns;
     char **skip_reasons;
     size_t n_tests;
     bool cancelled;
@@ -573,6 +577,9 @@ static void job_free(struct sjob *j)
     if (j->events_ev) {
         event_free(j->events_ev);
     }
+    if (j->started_ev) {
+        event_free(j->started_ev);
+    }
     buf_cleanup(&j->events);
     runner_free(j->runner);
     loadjob_free(j->load);
@@ -677,6 +684,10 @@ static void publish_result(struct sjob *j, const struct result_suite *res)
     if (j->progress) {
         event_del(j->progress);
     }
+    if (j->started_ev) {
+        /* Not published yet: the result stands for it. */
+        event_del(j->started_ev);
+    }
     flush_events(j); /* what a crashed child said last */
     subjects_results(j->job.run_id, "result", it->subject, sizeof(it->subject));
     subjects_msg_id(j->job.job_id, j->job.created_unix_ms, j->attempt, "result",
@@ -702,7 +713,7 @@ static void publish_started(struct sjob *j)
                               .run_id = j->job.run_id,
                               .job_attempt = j->attempt,
                               .worker_id = j->s->cfg.worker_id,
-                              .started_unix_ns = clock_real_ns()};
+                              .started_unix_ns = j->started_unix_ns};
 
     subjects_results(j->job.run_id, "started", it->subject,
                      sizeof(it->subject));
@@ -711,6 +722,36 @@ static void publish_started(struct sjob *j)
     buf_init(&it->data, 0);
     wire_started_encode(&st, &it->data);
     pub_push(j->s, it);
+}
+
+static void on_started_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    publish_started(arg);
+}
+
+/* JobStarted. A job's first attempt publishes it only once it has run
+ * --started-delay (default 20 ms): the result of a shorter one says all
+ * JobStarted would (the ingester takes the start from it), which saves a
+ * JetStream message, its storage and ingestion, and an update of the
+ * run's row with six of its indexes; the run shows `running` that much
+ * later. Later attempts and load shards publish it at once: the ingester
+ * marks earlier attempts lost on it, and a load run's shards start apart.
+ * publish_result drops a JobStarted still waiting. */
+static void announce_started(struct sjob *j)
+{
+    int64_t delay = j->s->cfg.started_delay_ns;
+    struct timeval tv = {(time_t)(delay / CLOCK_NS_PER_S),
+                         (suseconds_t)(delay % CLOCK_NS_PER_S / 1000)};
+
+    j->started_unix_ns = clock_real_ns();
+    if (delay <= 0 || j->attempt > 1 || j->job.load != NULL) {
+        publish_started(j);
+        return;
+    }
+    j->started_ev = evtimer_new(j->s->base, on_started_due, j);
+    evtimer_add(j->started_ev, &tv);
 }
 
 /* A job this worker cannot run (bad filter, unknown suite): its run ends
@@ -738,7 +779,7 @@ static void start_job(struct serve *s, struct sjob *j)
     char err[512];
     size_t selected = 0;
 
-    publish_started(j);
+    announce_started(j);
     if (j->job.load != NULL) {
         start_load(s, j);
         return;
@@ -1271,7 +1312,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static struct opt *serve_opts(struct serve_cfg *c, size_t *n)
 {
-    static struct opt o[16];
+    static struct opt o[24];
     struct opt defs[] = {
         {"nats-url", "HANDOFF_NATS_URL", OPT_STRING, "nats://127.0.0.1:14222",
          "NATS server URL(s), comma-separated", &c->nats_url, 0, 0},
@@ -1304,6 +1345,10 @@ static struct opt *serve_opts(struct serve_cfg *c, size_t *n)
         {"kill-grace", "HANDOFF_KILL_GRACE", OPT_DURATION, "1s",
          "time a timed-out or cancelled test gets to return", &c->kill_grace_ns,
          0, 0},
+        {"started-delay", "HANDOFF_WORKER_STARTED_DELAY", OPT_DURATION, "20ms",
+         "a first attempt that ends sooner sends no JobStarted: its result "
+         "carries the start",
+         &c->started_delay_ns, 0, 0},
         {"output-cap", "HANDOFF_OUTPUT_CAP", OPT_INT, "1048576",
          "output bytes kept per test attempt", &c->output_cap, 1024,
          INT64_C(1) << 30},

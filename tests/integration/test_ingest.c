@@ -329,6 +329,36 @@ static void test_ingest_started_and_result_in_one_batch_end_the_run(void **st)
     assert_int_equal(ended_count(run, "finished", "passed"), 1);
 }
 
+/* A worker sends no started for a first attempt shorter than its
+ * --started-delay: the result's start is the attempt's, the job's and the
+ * run's start. */
+static void test_ingest_result_without_started_takes_its_start(void **st)
+{
+    int64_t run;
+    char id[32];
+    char text[160];
+
+    (void)st;
+    run = make_run(id);
+    publish_result(run, 1, "w1", T0_NS + 7 * CLOCK_NS_PER_S, 2, false);
+    assert_int_equal(ingest_all(), 1);
+    assert_string_equal(
+        query_text("SELECT state || ' ' || worker_id || ' ' || started_at "
+                   "FROM job_attempts WHERE run_id = $1",
+                   id, text, sizeof(text)),
+        "done w1 2001-01-01 00:00:07+00");
+    assert_string_equal(query_text("SELECT state || ' ' || worker_id || ' ' "
+                                   "|| started_at FROM jobs WHERE run_id = $1",
+                                   id, text, sizeof(text)),
+                        "done w1 2001-01-01 00:00:07+00");
+    assert_string_equal(
+        query_text("SELECT state || ' ' || result || ' ' || tests_total || ' "
+                   "' || started_at FROM runs WHERE id = $1",
+                   id, text, sizeof(text)),
+        "finished passed 2 2001-01-01 00:00:07+00");
+    assert_int_equal(ended_count(run, "finished", "passed"), 1);
+}
+
 static void test_ingest_repeated_result_is_stored_once(void **st)
 {
     int64_t run;
@@ -524,6 +554,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(
             test_ingest_started_and_result_in_one_batch_end_the_run),
+        cmocka_unit_test(test_ingest_result_without_started_takes_its_start),
         cmocka_unit_test(test_ingest_repeated_result_is_stored_once),
         cmocka_unit_test(test_ingest_two_attempts_of_a_job_in_one_batch),
         cmocka_unit_test(test_ingest_ignores_a_started_of_an_unknown_job),

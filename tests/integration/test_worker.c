@@ -382,9 +382,11 @@ test_worker_runs_a_job_and_reports_started_result_and_events(void **state)
     struct collector c;
     struct bus_sub *sub = NULL;
     char subject[64];
+    /* test_sleep runs long enough (300 ms) for JobStarted to go out
+     * before the result (SERVE_STARTED_DELAY_MS). */
     struct job_spec spec = {
-        .run = "quick|param",
-        .params = {"given", "x", "expect", "x", NULL},
+        .run = "quick|param|sleep",
+        .params = {"given", "x", "expect", "x", "sleep_ms", "300", NULL},
     };
     int64_t run_id;
 
@@ -404,9 +406,10 @@ test_worker_runs_a_job_and_reports_started_result_and_events(void **state)
     assert_int_equal(c.meta.job_attempt, 1);
     assert_int_equal(final(&c.result, "test_quick")->result, RESULT_PASSED);
     assert_int_equal(final(&c.result, "test_param")->result, RESULT_PASSED);
-    assert_int_equal(final(&c.result, "test_sleep")->result, RESULT_SKIPPED);
-    assert_string_equal(final(&c.result, "test_sleep")->reason,
-                        "filtered out by run quick|param");
+    assert_int_equal(final(&c.result, "test_sleep")->result, RESULT_PASSED);
+    assert_int_equal(final(&c.result, "test_fails")->result, RESULT_SKIPPED);
+    assert_string_equal(final(&c.result, "test_fails")->reason,
+                        "filtered out by run quick|param|sleep");
     /* Live events: in order, from suite_start to suite_end. */
     for (int i = 0; i < 50; i++) {
         pthread_mutex_lock(&c.lock);
@@ -421,6 +424,35 @@ test_worker_runs_a_job_and_reports_started_result_and_events(void **state)
     assert_non_null(strstr(buf_str(&c.events), "test_run output test_end"));
     assert_true(c.seq_in_order);
     bus_sub_free(sub);
+    worker_stop(&w);
+    collector_cleanup(&c);
+}
+
+/* A first attempt that ends within --started-delay sends no JobStarted:
+ * its result carries the start. The delay is long here, so a slow
+ * machine cannot make the job outlast it. */
+static void test_worker_folds_started_into_a_short_jobs_result(void **state)
+{
+    char pool[64];
+    struct worker w;
+    struct collector c;
+    struct job_spec spec = {.run = "quick"};
+    int64_t run_id;
+    int64_t before;
+
+    (void)state;
+    pool_name(pool, sizeof(pool), "fold");
+    collector_init(&c);
+    setenv("HANDOFF_WORKER_STARTED_DELAY", "60s", 1);
+    worker_start(&w, pool, "s");
+    unsetenv("HANDOFF_WORKER_STARTED_DELAY");
+    before = clock_real_ns();
+    run_id = publish_job(pool, "e2e", &spec);
+    assert_true(await_result(run_id, &c, 20000));
+    assert_string_equal(buf_str(&c.kinds), "result:1 ");
+    assert_int_equal(c.result.result, RESULT_PASSED);
+    assert_true(c.result.start_unix_ns >= before);
+    assert_true(c.result.start_unix_ns <= clock_real_ns());
     worker_stop(&w);
     collector_cleanup(&c);
 }
@@ -642,6 +674,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(
             test_worker_runs_a_job_and_reports_started_result_and_events),
+        cmocka_unit_test(test_worker_folds_started_into_a_short_jobs_result),
         cmocka_unit_test(test_worker_reports_a_failing_run),
         cmocka_unit_test(test_worker_cancel_stops_a_running_job),
         cmocka_unit_test(test_worker_answers_an_unrunnable_job_with_an_error),
