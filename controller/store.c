@@ -218,20 +218,26 @@ struct suite_row {
     char ns[160];
     int64_t timeout_ms;
     json_t *tests; /* array of {"name":...} */
+    int64_t run_id; /* find_suite_and_id: a new run id */
 };
 
 /* Finds the suite the request names. Returns 0 (found), or replies with
  * 404/409 and returns ST_NOT_FOUND, or another status on database error. */
-static int find_suite(struct db *d, const struct run_request *req,
-                      struct suite_row *out, struct store_reply *reply)
+static int find_suite_ex(struct db *d, const struct run_request *req,
+                         bool new_id, struct suite_row *out,
+                         struct store_reply *reply)
 {
     struct db_res *res = NULL;
     const char *p[2] = {req->suite, req->ns};
     json_error_t jerr;
     int rc = db_exec(d,
-                     "SELECT namespace, tests, timeout_ms FROM suites "
-                     "WHERE name = $1 AND ($2::text IS NULL OR namespace = $2) "
-                     "ORDER BY namespace",
+                     new_id ? "SELECT namespace, tests, timeout_ms, "
+                              "nextval('runs_id_seq') FROM suites "
+                              "WHERE name = $1 AND ($2::text IS NULL OR "
+                              "namespace = $2) ORDER BY namespace"
+                            : "SELECT namespace, tests, timeout_ms FROM suites "
+                              "WHERE name = $1 AND ($2::text IS NULL OR "
+                              "namespace = $2) ORDER BY namespace",
                      2, p, &res);
 
     if (rc != ST_OK) {
@@ -265,12 +271,32 @@ static int find_suite(struct db *d, const struct run_request *req,
         db_res_int64(res, 0, 2, &out->timeout_ms) != ST_OK) {
         out->timeout_ms = 0;
     }
+    out->run_id = 0;
+    if (new_id && db_res_int64(res, 0, 3, &out->run_id) != ST_OK) {
+        rc = ST_INTERNAL;
+    }
     db_res_free(res);
     if (!json_is_array(out->tests)) {
         json_decref(out->tests);
         out->tests = json_array();
     }
-    return ST_OK;
+    return rc;
+}
+
+static int find_suite(struct db *d, const struct run_request *req,
+                      struct suite_row *out, struct store_reply *reply)
+{
+    return find_suite_ex(d, req, false, out, reply);
+}
+
+/* find_suite, and the new run's id from the same round trip (the job's
+ * payload carries it, so it is needed before the insert). A request
+ * refused after this leaves a gap in the ids, as a rolled-back insert
+ * would. */
+static int find_suite_and_id(struct db *d, const struct run_request *req,
+                             struct suite_row *out, struct store_reply *reply)
+{
+    return find_suite_ex(d, req, true, out, reply);
 }
 
 /* The filters must select at least one test of the suite. */
@@ -641,7 +667,7 @@ void store_create_run_ex(struct db *d, struct bus *bus,
             goto done;
         }
     }
-    rc = find_suite(d, req, &suite, out);
+    rc = find_suite_and_id(d, req, &suite, out);
     if (rc == ST_NOT_FOUND) {
         goto done;
     }
@@ -659,23 +685,16 @@ void store_create_run_ex(struct db *d, struct bus *bus,
     params = params_json(req);
     config = config_json(req, suite.ns, timeout_ms);
 
-    /* The id first (the job's payload carries it), then the run and its
-     * job in one statement: atomic without a transaction of its own,
-     * unless a hook adds to it. */
+    /* The run and its job in one statement (the id came with the suite):
+     * atomic without a transaction of its own, unless a hook adds to
+     * it. */
+    out->run_id = suite.run_id;
     rc = hook ? db_begin(d) : ST_OK;
-    if (rc == ST_OK) {
-        rc = db_exec(d, "SELECT nextval('runs_id_seq')", 0, NULL, &res);
-    }
-    if (rc != ST_OK || db_res_int64(res, 0, 0, &out->run_id) != ST_OK) {
-        if (hook) {
-            db_rollback(d);
-        }
+    if (rc != ST_OK) {
         out->run_id = 0;
-        reply_db_error(out, rc ? rc : ST_INTERNAL);
+        reply_db_error(out, rc);
         goto done;
     }
-    db_res_free(res);
-    res = NULL;
 
     snprintf(job_id, sizeof(job_id), "%" PRId64 ".0", out->run_id);
     memset(&job, 0, sizeof(job));
