@@ -217,7 +217,7 @@ static void suite_not_found(struct db *d, const struct run_request *req,
 struct suite_row {
     char ns[160];
     int64_t timeout_ms;
-    json_t *tests; /* array of {"name":...} */
+    json_t *tests;  /* array of {"name":...} */
     int64_t run_id; /* find_suite_and_id: a new run id */
 };
 
