@@ -24,9 +24,15 @@ struct child {
     int ctl; /* from the supervisor: plan, cancel */
     int out; /* to the supervisor: a dup of stdout */
     uint8_t prefix[IPC_PREFIX_LEN];
-    pthread_mutex_t lock; /* guards wbuf and writes to out */
+    pthread_mutex_t lock; /* guards wbuf, pend and writes to out */
     struct buf wbuf;
-    struct buf rbuf; /* bytes read from ctl, not yet framed */
+    /* Frames held back to go out with the next one in a single write
+     * (send_locked): a step's end joins the next step's start. Never more
+     * than one atomic pipe write. */
+    uint8_t pend[IPC_PIPE_FRAME_MAX];
+    size_t pend_len;
+    int64_t polled_mono_ns; /* last look at ctl between steps */
+    struct buf rbuf;        /* bytes read from ctl, not yet framed */
     const struct hf_suite *suite;
     struct plan plan;
     bool cancelled; /* run-level cancel received */
