@@ -433,8 +433,8 @@ static int store_started(struct db *d, const struct batch *b)
         "CASE WHEN lost_later THEN 'lost: worker ' || "
         "coalesce(worker_id, '?') || ' stopped answering; the job "
         "went to another worker' END "
-        "FROM s WHERE first_start "
-        "AND EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id) "
+        "FROM s WHERE first_start AND EXISTS (SELECT 1 FROM jobs "
+        "WHERE id = s.job_id AND run_id = s.run_id) "
         "ON CONFLICT (job_id, job_attempt) DO NOTHING), "
         "lost AS (UPDATE job_attempts a SET state = 'lost', "
         "finished_at = now(), result = 'error', reason = 'lost: worker ' || "
@@ -459,7 +459,11 @@ static int store_started(struct db *d, const struct batch *b)
         "last_started_at = coalesce(f.last_at, now()) "
         "FROM (SELECT run_id, (array_agg(started_at ORDER BY ord))[1] "
         "AS first_at, (array_agg(started_at ORDER BY ord DESC))[1] "
-        "AS last_at FROM s GROUP BY run_id) f "
+        /* Only a started of a job of the run: a message naming a job
+         * that does not exist (deleted, or not what a worker sends)
+         * changes no run. */
+        "AS last_at FROM s WHERE EXISTS (SELECT 1 FROM jobs "
+        "WHERE id = s.job_id AND run_id = s.run_id) GROUP BY run_id) f "
         "WHERE runs.id = f.run_id AND runs.state IN ('queued', 'running')",
         &res);
     db_res_free(res);

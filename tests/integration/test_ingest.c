@@ -478,6 +478,10 @@ static void test_ingest_ignores_a_started_of_an_unknown_job(void **st)
     assert_int_equal(
         query_int("SELECT count(*) FROM test_results WHERE run_id = $1", id),
         0);
+    assert_int_equal(query_int("SELECT count(*) FROM runs WHERE id = $1 AND "
+                               "state = 'queued' AND started_at IS NULL",
+                               id),
+                     1);
 }
 
 /* ---- Set-up ------------------------------------------------------------ */
