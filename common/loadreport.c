@@ -194,6 +194,8 @@ static void parse_executor(struct jsonr *p, const json_t *doc,
     e->iterations = jsonr_count(p, o, "iterations", false);
     e->duration_ms = jsonr_num(p, o, "duration_ms", false, true);
     e->graceful_stop_ms = jsonr_num(p, o, "graceful_stop_ms", false, true);
+    e->graceful_ramp_down_ms =
+        jsonr_num(p, o, "graceful_ramp_down_ms", false, true);
     arr = jsonr_arr(p, o, "stages", false, &e->n_stages);
     e->stages = items(e->n_stages, sizeof(*e->stages));
     for (size_t i = 0; i < e->n_stages && !p->failed; i++) {
@@ -542,6 +544,10 @@ size_t loadreport_executor_parts(const struct loadreport_executor *e,
     if (e->graceful_stop_ms > 0) {
         fmt_config_ms(v, sizeof(v), e->graceful_stop_ms);
         snprintf(parts[n++], LOADREPORT_PART_MAX, "graceful stop %s", v);
+    }
+    if (e->graceful_ramp_down_ms > 0) {
+        fmt_config_ms(v, sizeof(v), e->graceful_ramp_down_ms);
+        snprintf(parts[n++], LOADREPORT_PART_MAX, "graceful ramp-down %s", v);
     }
     return n;
 }

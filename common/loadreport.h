@@ -134,6 +134,7 @@ struct loadreport_executor {
     uint64_t iterations;
     double duration_ms;
     double graceful_stop_ms;
+    double graceful_ramp_down_ms; /* ramping-vus */
     struct loadreport_stage *stages;
     size_t n_stages;
 };
@@ -217,10 +218,10 @@ void loadreport_fmt_ms(char *out, size_t n, double ms);
 void loadreport_fmt_pct(char *out, size_t n, double fraction);
 /* The executor's type and options as short phrases for a summary
  * ("constant-arrival-rate", "500 iterations/s", "max 200 VUs", "30s",
- * "graceful stop 30s"), each NUL-terminated (cut if need be) in parts.
- * Returns how many were written. */
+ * "graceful stop 30s", "graceful ramp-down 10s"), each NUL-terminated (cut
+ * if need be) in parts. Returns how many were written. */
 #define LOADREPORT_PART_MAX 128
-#define LOADREPORT_EXECUTOR_PARTS 8
+#define LOADREPORT_EXECUTOR_PARTS 9
 size_t loadreport_executor_parts(const struct loadreport_executor *e,
                                  char (*parts)[LOADREPORT_PART_MAX]);
 /* A threshold's observed value in the unit of its metric and aggregation:

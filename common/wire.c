@@ -113,6 +113,7 @@ static void load_to_pb(const struct wire_load *l, Handoff__V1__LoadSpec *m,
     m->max_vus = l->max_vus;
     m->iterations = l->iterations;
     m->graceful_stop_ms = l->graceful_stop_ms;
+    m->graceful_ramp_down_ms = l->graceful_ramp_down_ms;
     m->max_duration_ms = l->max_duration_ms;
     m->shard = l->shard;
     m->shards = l->shards;
@@ -137,7 +138,9 @@ static struct wire_load *load_from_pb(const Handoff__V1__LoadSpec *m)
         m->phase > HANDOFF__V1__LOAD_SPEC__PHASE__PHASE_TEARDOWN ||
         !*m->workflow || m->duration_ms < 0 || !finite_nonneg(m->rate) ||
         m->time_unit_ms < 0 || m->n_stages > WIRE_LOAD_STAGES_MAX ||
-        m->max_duration_ms < 0 || m->shards < 0 || m->shard < 0 ||
+        m->max_duration_ms < 0 ||
+        m->graceful_ramp_down_ms > WIRE_LOAD_GRACE_MAX_MS || m->shards < 0 ||
+        m->shards > WIRE_LOAD_SHARDS_MAX || m->shard < 0 ||
         (m->shards > 0 && m->shard >= m->shards) ||
         m->setup_data.len > WIRE_LOAD_SETUP_MAX ||
         m->n_thresholds > WIRE_LOAD_THRESHOLDS_MAX) {
@@ -172,6 +175,8 @@ static struct wire_load *load_from_pb(const Handoff__V1__LoadSpec *m)
     l->max_vus = m->max_vus;
     l->iterations = m->iterations;
     l->graceful_stop_ms = m->graceful_stop_ms;
+    l->graceful_ramp_down_ms =
+        m->graceful_ramp_down_ms < 0 ? -1 : m->graceful_ramp_down_ms;
     l->max_duration_ms = m->max_duration_ms;
     l->shard = m->shard;
     l->shards = m->shards;

@@ -30,6 +30,11 @@ enum wire_load_phase {
 /* Setup data travels in a job and a result: NATS' default message cap is
  * 1 MiB. */
 #define WIRE_LOAD_SETUP_MAX (512 * 1024)
+/* Shards of a load run at most (the API's limit): a shard's VU ids come
+ * after those of every shard before it. */
+#define WIRE_LOAD_SHARDS_MAX 1000
+/* The longest graceful ramp-down a LoadSpec may carry (the API's 720h). */
+#define WIRE_LOAD_GRACE_MAX_MS (INT64_C(720) * 3600 * 1000)
 
 struct wire_load_stage {
     int64_t duration_ms;
@@ -49,7 +54,8 @@ struct wire_load {
     int32_t pre_allocated_vus;
     int32_t max_vus;
     uint64_t iterations;
-    int64_t graceful_stop_ms; /* < 0 unset */
+    int64_t graceful_stop_ms;      /* < 0 unset */
+    int64_t graceful_ramp_down_ms; /* < 0 unset; ramping-vus only */
     int64_t max_duration_ms;
     int32_t shard; /* 0..shards-1 */
     int32_t shards;

@@ -12,10 +12,10 @@
 #include "threshold.h"
 
 static const char *const known[] = {
-    "workflow",   "executor",   "vus",           "duration",
-    "rate",       "time_unit",  "stages",        "pre_allocated_vus",
-    "max_vus",    "iterations", "graceful_stop", "max_duration",
-    "thresholds", "shards",
+    "workflow",     "executor",   "vus",           "duration",
+    "rate",         "time_unit",  "stages",        "pre_allocated_vus",
+    "max_vus",      "iterations", "graceful_stop", "graceful_ramp_down",
+    "max_duration", "thresholds", "shards",
 };
 
 static const char *const executors[] = {
@@ -226,6 +226,7 @@ int loadreq_parse(json_t *v, struct wire_load **out, struct runreq_error *err)
         mem_strdup(ex && json_is_string(ex) ? json_string_value(ex) : "");
     l->phase = WIRE_LOAD_SETUP;
     l->graceful_stop_ms = -1;
+    l->graceful_ramp_down_ms = -1;
     d = 0;
     if (get_num(v, "vus", 1, 1e6, true, &d, err)) {
         goto out;
@@ -264,8 +265,20 @@ int loadreq_parse(json_t *v, struct wire_load **out, struct runreq_error *err)
     if (get_dur(v, "duration", 1, &l->duration_ms, err) ||
         get_dur(v, "time_unit", 1, &l->time_unit_ms, err) ||
         get_dur(v, "graceful_stop", 0, &l->graceful_stop_ms, err) ||
+        get_dur(v, "graceful_ramp_down", 0, &l->graceful_ramp_down_ms, err) ||
         get_dur(v, "max_duration", 1, &l->max_duration_ms, err) ||
         get_stages(v, l, err) || get_thresholds(v, l, err)) {
+        goto out;
+    }
+    /* k6 takes it on ramping-vus only. Without an executor the setup job
+     * resolves one (the workflow's, then k6's rules) and refuses it
+     * there. */
+    if (l->graceful_ramp_down_ms >= 0 && *l->executor &&
+        strcmp(l->executor, "ramping-vus") != 0) {
+        runreq_fail(err, "invalid_argument",
+                    "field \"load.graceful_ramp_down\": only for the "
+                    "ramping-vus executor (this one is %s)",
+                    l->executor);
         goto out;
     }
     *out = l;

@@ -374,6 +374,12 @@ static json_t *executor_json(const struct wire_load *l)
     json_object_set_new(o, "duration_ms", json_real((double)l->duration_ms));
     json_object_set_new(o, "graceful_stop_ms",
                         json_real((double)l->graceful_stop_ms));
+    if (strcmp(l->executor, "ramping-vus") == 0) {
+        json_object_set_new(o, "graceful_ramp_down_ms",
+                            json_real((double)(l->graceful_ramp_down_ms >= 0
+                                                   ? l->graceful_ramp_down_ms
+                                                   : 30000)));
+    }
     for (size_t i = 0; i < l->n_stages; i++) {
         json_array_append_new(stages,
                               json_pack("{s:f, s:f}", "duration_ms",

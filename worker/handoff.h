@@ -507,11 +507,15 @@ HF_API const char *hf_http_header(const hf_http_response *r, const char *name);
 HF_API void hf_step(hf_vu *vu, const char *name);
 /* Counts a pass or a fail of the check name; the VU goes on. Returns ok. */
 HF_API bool hf_check(hf_vu *vu, const char *name, bool ok);
-/* Suspends the VU for ms (returns early when the run is stopping). */
+/* Suspends the VU for ms (returns early, at once, when its iteration is
+ * interrupted: hf_vu_stopping). */
 HF_API void hf_sleep(hf_vu *vu, int64_t ms);
 
-/* 1..VUs, unique in the run (0 in setup and teardown); in a distributed
- * run unique within its shard only (docs/load.md, "Not yet"). */
+/* 1..VUs, unique in the run (0 in setup and teardown). In a distributed
+ * run, unique across the shards: each shard numbers its VUs after those
+ * of the shards before it (shard i of K: the sum of shards 0..i-1's VUs,
+ * then 1..its own). An arrival-rate VU that was let go (idle) gives its
+ * id to the next one made. */
 HF_API int hf_vu_id(const hf_vu *vu);
 /* Iterations this VU completed before the current one. */
 HF_API uint64_t hf_vu_iteration(const hf_vu *vu);
@@ -528,8 +532,10 @@ HF_API const void *hf_vu_setup_data(const hf_vu *vu, size_t *len);
 HF_API void hf_setup_data_set(hf_vu *vu, const void *data, size_t len);
 /* The workflow's shared object, or NULL. */
 HF_API void *hf_vu_shared(const hf_vu *vu);
-/* True once the run is over for this VU (graceful stop ended): the
- * workflow should return. */
+/* True once this VU's iteration is interrupted: the graceful stop ended,
+ * or (ramping-vus) the graceful ramp-down of a VU the falling target no
+ * longer wants. Requests and sleeps then return at once: the workflow
+ * should return. */
 HF_API bool hf_vu_stopping(const hf_vu *vu);
 
 #endif

@@ -1,7 +1,8 @@
 /* loadchild: the child side of a load job (loadjob.h): reads the job,
  * resolves the executor against the workflow's defaults (k6's rules, as
- * `worker load` does), takes this shard's share of the load, waits for the
- * common start, runs it and streams each second's snapshot to the
+ * `worker load` does), takes this shard's share of the load and its range
+ * of VU ids, waits for the common start (or, late, joins the common
+ * timeline), runs it and streams each second's snapshot to the
  * supervisor; or runs setup or teardown alone. */
 #include "loadjob.h"
 
@@ -25,6 +26,12 @@
 #include "registry.h"
 #include "snap.h"
 #include "wire.h"
+
+/* A shard that starts less than this after the common start counts as on
+ * time and starts its own timeline then, as every shard does once its VUs
+ * are set up; later, it joins the common timeline (docs/load.md). */
+#define LOADCHILD_LATE_MIN_NS (100 * CLOCK_NS_PER_MS)
+#define LOADCHILD_GRACE_DEFAULT_MS 30000
 
 struct lc {
     int ctl;
@@ -240,7 +247,7 @@ static int resolve(const struct wire_load *l, const struct hf_workflow *wf,
         r->n_stages = (size_t)n;
     }
     if (r->graceful_stop_ms < 0) {
-        r->graceful_stop_ms = 30000;
+        r->graceful_stop_ms = LOADCHILD_GRACE_DEFAULT_MS;
     }
     if (exs != NULL) {
         if (engine_executor_parse(exs, &ex) != ST_OK) {
@@ -260,6 +267,17 @@ static int resolve(const struct wire_load *l, const struct hf_workflow *wf,
         if (r->iterations == 0) {
             r->iterations = 1;
         }
+    }
+    /* k6 takes gracefulRampDown on ramping-vus only. */
+    if (ex == ENGINE_RAMPING_VUS && r->graceful_ramp_down_ms < 0) {
+        r->graceful_ramp_down_ms = LOADCHILD_GRACE_DEFAULT_MS;
+    } else if (ex != ENGINE_RAMPING_VUS && r->graceful_ramp_down_ms >= 0) {
+        snprintf(err, errlen,
+                 "field \"load.graceful_ramp_down\": only for the "
+                 "ramping-vus executor (this run's is %s)",
+                 engine_executor_str(ex));
+        wire_load_free(r);
+        return ST_INVALID;
     }
     free(r->executor);
     r->executor = mem_strdup(engine_executor_str(ex));
@@ -281,13 +299,13 @@ static int resolve(const struct wire_load *l, const struct hf_workflow *wf,
     return ST_OK;
 }
 
-/* This shard's engine configuration from the resolved r. Returns false
- * when the shard's share is nothing (it then has nothing to run). */
-static bool shard_engine(const struct wire_load *r, struct engine_config *e,
-                         struct engine_stage *stages)
+/* Shard i's engine configuration from the resolved r, stages in stages
+ * (room for r's). Returns false when the shard's share is nothing (it then
+ * has nothing to run). */
+static bool shard_config(const struct wire_load *r, int i,
+                         struct engine_config *e, struct engine_stage *stages)
 {
     int k = r->shards > 0 ? r->shards : 1;
-    int i = r->shard;
     bool vu_based;
 
     memset(e, 0, sizeof(*e));
@@ -297,6 +315,10 @@ static bool shard_engine(const struct wire_load *r, struct engine_config *e,
     e->vus = (int)seg(r->vus, i, k);
     e->duration_ns = r->duration_ms * CLOCK_NS_PER_MS;
     e->graceful_stop_ns = r->graceful_stop_ms * CLOCK_NS_PER_MS;
+    e->graceful_ramp_down_ns =
+        (r->graceful_ramp_down_ms >= 0 ? r->graceful_ramp_down_ms
+                                       : LOADCHILD_GRACE_DEFAULT_MS) *
+        CLOCK_NS_PER_MS;
     e->time_unit_ns = r->time_unit_ms * CLOCK_NS_PER_MS;
     e->rate = r->rate / k;
     e->pre_allocated_vus = (int)seg(r->pre_allocated_vus, i, k);
@@ -349,6 +371,49 @@ static bool shard_engine(const struct wire_load *r, struct engine_config *e,
     return true;
 }
 
+/* This shard's engine configuration (shard_config), with VU ids after
+ * those of the shards before it: ids are unique across the run, 1-based
+ * and dense within each shard. */
+static bool shard_engine(const struct wire_load *r, struct engine_config *e,
+                         struct engine_stage *stages)
+{
+    struct engine_config before;
+    int64_t base = 0;
+
+    for (int j = 0; j < r->shard; j++) {
+        if (shard_config(r, j, &before, stages)) {
+            base += engine_vus_max(&before);
+        }
+    }
+    if (!shard_config(r, r->shard, e, stages)) {
+        return false;
+    }
+    /* At most WIRE_LOAD_SHARDS_MAX shards of ENGINE_VUS_MAX VUs each
+     * (engine_vus_max is 0 above that): within an int. */
+    e->vu_id_base = (int)base;
+    return true;
+}
+
+/* How long e's iterations may start for: the engine's rules. */
+static int64_t planned_ns(const struct engine_config *e)
+{
+    int64_t sum = 0;
+
+    if (e->executor == ENGINE_RAMPING_VUS ||
+        e->executor == ENGINE_RAMPING_ARRIVAL_RATE) {
+        for (size_t i = 0; i < e->n_stages; i++) {
+            sum += e->stages[i].duration_ns;
+        }
+        return sum;
+    }
+    if ((e->executor == ENGINE_PER_VU_ITERATIONS ||
+         e->executor == ENGINE_SHARED_ITERATIONS) &&
+        e->duration_ns == 0) {
+        return ENGINE_MAX_DURATION_DEFAULT_NS;
+    }
+    return e->duration_ns;
+}
+
 /* ---- Running ---------------------------------------------------------- */
 
 static bool on_second(void *arg, const struct engine_point *pt,
@@ -364,11 +429,13 @@ static bool on_second(void *arg, const struct engine_point *pt,
     (void)reason_len;
     buf_init(&b, 0);
     buf_init(&s, 0);
+    /* Numbered on the common timeline: a late shard's first ones are the
+     * seconds it missed, empty. */
+    c->seconds = pt->second;
     if (snap_encode(second, &s) == ST_OK &&
         s.len + 16 + IPC_HEADER_LEN <= IPC_MAX_PAYLOAD) {
-        c->seconds++;
         ipc_begin(&b, LOADJOB_SNAP);
-        ipc_put_i64(&b, c->seconds);
+        ipc_put_i64(&b, pt->second);
         ipc_put_i64(&b, pt->t_ns);
         buf_add(&b, s.data, s.len);
         ipc_finish(&b);
@@ -472,6 +539,8 @@ static void run_job(struct lc *c)
         send_done(c, LOADJOB_OK, "", NULL, 0, NULL); /* nothing to run */
     } else {
         json_t *report = NULL;
+        char late[256] = "";
+        int64_t late_ns;
         int rc;
 
         wait_start(c, l->start_at_unix_ns);
@@ -479,6 +548,20 @@ static void run_job(struct lc *c)
             send_done(c, LOADJOB_ABORTED, c->stop_reason, NULL, 0, NULL);
             free(stages);
             return;
+        }
+        /* Late (no free slot in time): join the common timeline rather
+         * than start one of its own, so that second n is every shard's
+         * second n. The run's report says so in this shard's reason. */
+        late_ns =
+            l->start_at_unix_ns > 0 ? clock_real_ns() - l->start_at_unix_ns : 0;
+        if (late_ns >= LOADCHILD_LATE_MIN_NS) {
+            o.engine.start_offset_ns = late_ns;
+            snprintf(late, sizeof(late),
+                     "late: joined %.1f s after the common start%s",
+                     (double)late_ns / 1e9,
+                     late_ns >= planned_ns(&o.engine)
+                         ? ", after the end of its duration: it ran nothing"
+                         : "");
         }
         o.given_setup_data = true;
         o.setup_data = l->setup_data;
@@ -493,7 +576,7 @@ static void run_job(struct lc *c)
         } else if (c->stop) {
             send_done(c, LOADJOB_ABORTED, c->stop_reason, NULL, 0, NULL);
         } else {
-            send_done(c, LOADJOB_OK, "", NULL, 0, NULL);
+            send_done(c, LOADJOB_OK, late, NULL, 0, NULL);
         }
         json_decref(report);
     }

@@ -3,7 +3,9 @@
  * (tests/load/loadtarget.c). A run over two shards adds up to what the
  * shards reported and to what the target served; an abort_on_fail
  * threshold and a cancel stop every shard; a killed worker's shard is
- * reported lost; two runs compare over the API and with handoffctl. */
+ * reported lost; two runs compare over the API and with handoffctl; VU
+ * ids do not overlap across shards; ramping-vus' graceful ramp-down cuts
+ * iterations short; a shard picked up late joins the common timeline. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -282,6 +284,183 @@ static void test_load_cancel_stops_every_shard(void **state)
     json_decref(rep);
 }
 
+/* A check per VU id: 5 VUs over 2 shards (2 and 3 VUs) are ids 1..5,
+ * each running its 3 iterations. */
+static void test_load_vu_ids_are_unique_across_shards(void **state)
+{
+    int64_t id;
+    json_t *run;
+    json_t *rep;
+    json_t *checks;
+    json_t *c;
+    size_t i;
+    int seen[6] = {0};
+
+    (void)state;
+    id = start_load("{\"workflow\":\"vuid\",\"executor\":"
+                    "\"per-vu-iterations\",\"vus\":5,\"iterations\":3,"
+                    "\"shards\":2}");
+    run = await_end(id, 60);
+    assert_string_equal(e2e_str_of(run, "result"), "passed");
+    json_decref(run);
+    rep = report_of(id);
+    checks = json_object_get(rep, "checks");
+    json_array_foreach(checks, i, c)
+    {
+        int n = 0;
+
+        if (sscanf(e2e_str_of(c, "name"), "vu %d", &n) != 1 || n < 1 || n > 5) {
+            fail_msg("unexpected check \"%s\"", e2e_str_of(c, "name"));
+        }
+        seen[n]++;
+        assert_int_equal(int_at(c, "passes"), 3);
+    }
+    for (int n = 1; n <= 5; n++) {
+        assert_int_equal(seen[n], 1);
+    }
+    assert_int_equal(int_at(json_object_get(rep, "iterations"), "completed"),
+                     15);
+    json_decref(rep);
+}
+
+/* ramping-vus with a VU per shard asleep for 30 s: the target falls to 0
+ * and 200 ms later both iterations are cut short, so the run ends with
+ * its stages, not 30 s of graceful stop later. A graceful_ramp_down for
+ * an executor the setup job resolves to another is refused there. */
+static void test_load_ramp_down_cuts_iterations_short(void **state)
+{
+    int64_t id;
+    int64_t t0 = clock_mono_ns();
+    json_t *run;
+    json_t *rep;
+
+    (void)state;
+    id = start_load(
+        "{\"workflow\":\"nap\",\"executor\":\"ramping-vus\",\"stages\":["
+        "{\"duration\":\"1s\",\"target\":2},{\"duration\":\"1s\","
+        "\"target\":2},{\"duration\":\"500ms\",\"target\":0},"
+        "{\"duration\":\"1s\",\"target\":0}],\"graceful_ramp_down\":"
+        "\"200ms\",\"graceful_stop\":\"30s\",\"shards\":2}");
+    run = await_end(id, 90);
+    assert_string_equal(e2e_str_of(run, "result"), "passed");
+    json_decref(run);
+    assert_true(clock_mono_ns() - t0 < 25 * CLOCK_NS_PER_S);
+    rep = report_of(id);
+    assert_int_equal(int_at(json_object_get(rep, "iterations"), "completed"),
+                     0);
+    assert_int_equal(int_at(json_object_get(rep, "iterations"), "interrupted"),
+                     2);
+    assert_true(
+        json_number_value(json_object_get(json_object_get(rep, "executor"),
+                                          "graceful_ramp_down_ms")) == 200);
+    assert_true(json_number_value(json_object_get(rep, "duration_ms")) < 15000);
+    assert_int_equal(
+        int_at(json_array_get(json_object_get(rep, "checks"), 0), "passes"), 2);
+    json_decref(rep);
+
+    id = start_load("{\"workflow\":\"hit\",\"duration\":\"1s\","
+                    "\"graceful_ramp_down\":\"1s\",\"shards\":1}");
+    run = await_end(id, 60);
+    assert_string_equal(e2e_str_of(run, "result"), "error");
+    assert_non_null(strstr(e2e_str_of(run, "reason"),
+                           "\"load.graceful_ramp_down\": only for the "
+                           "ramping-vus executor (this run's is "
+                           "constant-vus)"));
+    json_decref(run);
+}
+
+/* Three shards, two workers of one slot each: the third shard job waits
+ * until a worker started two seconds into the run picks it up. Its
+ * missed seconds come empty but for the starts they scheduled, counted
+ * as dropped (10 a second), so the merged seconds 1 and 2 carry the
+ * on-time shards' load and the late one's drops; every shard's second n
+ * ends at n s of the common timeline; and the report says which shard
+ * joined late. */
+static void test_load_late_shard_joins_the_common_timeline(void **state)
+{
+    int64_t id;
+    int64_t until;
+    char run_s[24];
+    json_t *run;
+    json_t *rep;
+    json_t *s;
+    json_t *it;
+    json_t *series;
+    size_t i;
+    int late = -1;
+    struct e2e_proc *w;
+
+    (void)state;
+    id = start_load("{\"workflow\":\"hit\",\"executor\":"
+                    "\"constant-arrival-rate\",\"rate\":30,\"duration\":"
+                    "\"8s\",\"pre_allocated_vus\":3,\"max_vus\":30,"
+                    "\"shards\":3,\"graceful_stop\":\"1s\"}");
+    snprintf(run_s, sizeof(run_s), "%" PRId64, id);
+    until = clock_mono_ns() + 60 * CLOCK_NS_PER_S;
+    while (e2e_sql_count("SELECT count(*) FROM load_snapshots WHERE run_id = "
+                         "$1::bigint AND second >= 2",
+                         run_s) < 1) {
+        if (clock_mono_ns() > until) {
+            e2e_print_logs();
+            fail_msg("run %" PRId64 ": no shard reached its second 2", id);
+        }
+        e2e_sleep_ms(100);
+    }
+    e2e_start_worker("worker-late", 1, worker_args);
+    run = await_end(id, 90);
+    assert_string_equal(e2e_str_of(run, "state"), "finished");
+    assert_string_equal(e2e_str_of(run, "result"), "passed");
+    json_decref(run);
+    w = e2e_proc_named("worker-late");
+    assert_non_null(w);
+    (void)e2e_proc_stop(w, SIGTERM);
+    rep = report_of(id);
+    json_array_foreach(json_object_get(rep, "shard_results"), i, s)
+    {
+        assert_string_equal(e2e_str_of(s, "state"), "done");
+        if (strncmp(e2e_str_of(s, "reason"), "late: joined ", 13) == 0) {
+            assert_int_equal(late, -1);
+            late = (int)int_at(s, "shard");
+            assert_string_equal(e2e_str_of(s, "worker"), "worker-late");
+        } else {
+            assert_string_equal(e2e_str_of(s, "reason"), "");
+            assert_int_equal(int_at(s, "iterations"), 80);
+        }
+    }
+    if (late < 0) {
+        e2e_print_logs();
+        fail_msg("no shard reported joining late");
+    }
+    /* Every start of the schedule (80 a shard) is accounted for. */
+    it = json_object_get(rep, "iterations");
+    assert_int_equal(int_at(it, "completed") + int_at(it, "interrupted") +
+                         int_at(it, "dropped"),
+                     240);
+    assert_true(int_at(it, "dropped") >= 20);
+    series = json_object_get(rep, "series");
+    assert_true(json_array_size(series) >= 8);
+    assert_int_equal(int_at(json_array_get(series, 0), "dropped"), 10);
+    assert_int_equal(int_at(json_array_get(series, 1), "dropped"), 10);
+    assert_true(int_at(json_array_get(series, 0), "iterations") >= 15);
+    json_decref(rep);
+    /* Second n of every shard, the late one's included, ends at n s. */
+    assert_int_equal(e2e_sql_count("SELECT count(*) FROM load_snapshots "
+                                   "WHERE run_id = $1::bigint AND (t_ns <= "
+                                   "(second - 1) * 1000000000::bigint OR "
+                                   "t_ns > second * 1000000000::bigint)",
+                                   run_s),
+                     0);
+    {
+        char q[256];
+
+        snprintf(q, sizeof(q),
+                 "SELECT count(*) FROM load_snapshots WHERE run_id = "
+                 "$1::bigint AND shard = %d AND second <= 2",
+                 late + 1);
+        assert_int_equal(e2e_sql_count(q, run_s), 2);
+    }
+}
+
 static void test_load_killed_worker_shard_is_reported_lost(void **state)
 {
     int64_t id;
@@ -405,8 +584,14 @@ static void test_load_bad_sections_get_400(void **state)
         {"{\"workflow\":\"hit\",\"shards\":100000}", 400, "load.shards"},
         {"{\"workflow\":\"hit\",\"stages\":[{\"duration\":\"1s\"}]}", 400,
          "load.stages[0]"},
+        {"{\"workflow\":\"hit\",\"executor\":\"constant-vus\","
+         "\"graceful_ramp_down\":\"1s\"}",
+         400, "load.graceful_ramp_down"},
+        {"{\"workflow\":\"hit\",\"graceful_ramp_down\":\"-1s\"}", 400,
+         "load.graceful_ramp_down"},
         {"{\"workflow\":\"nope\"}", 404,
-         "suite test/e2eload has no workflow \\\"nope\\\" (it has: hit)"},
+         "suite test/e2eload has no workflow \\\"nope\\\" (it has: hit, nap, "
+         "vuid)"},
     };
 
     (void)state;
@@ -464,6 +649,9 @@ int main(void)
         cmocka_unit_test(test_load_diff_over_the_api_and_handoffctl),
         cmocka_unit_test(test_load_threshold_aborts_every_shard),
         cmocka_unit_test(test_load_cancel_stops_every_shard),
+        cmocka_unit_test(test_load_vu_ids_are_unique_across_shards),
+        cmocka_unit_test(test_load_ramp_down_cuts_iterations_short),
+        cmocka_unit_test(test_load_late_shard_joins_the_common_timeline),
         cmocka_unit_test(test_load_killed_worker_shard_is_reported_lost),
     };
 

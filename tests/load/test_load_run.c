@@ -189,6 +189,60 @@ static void test_arrival_rate_lets_idle_vus_go(void **state)
     loadtarget_stop(t);
 }
 
+/* Two bursts of 600 ms iterations 7 s apart, quick ones between: the
+ * first burst's VUs sit idle, are let go after 5 s, and the second burst
+ * makes new ones (init runs again). Their ids are those let go: every id
+ * stays within 1..max_vus. */
+static int64_t g_ids_t0;
+static atomic_int g_ids_inits;
+static atomic_int g_ids_max;
+
+static void wf_ids_init(struct engine_vu *vu)
+{
+    (void)vu;
+    atomic_fetch_add(&g_ids_inits, 1);
+}
+
+static void wf_ids_burst(struct engine_vu *vu)
+{
+    int64_t t = clock_mono_ns() - g_ids_t0;
+    int id = engine_vu_id(vu);
+    int max = atomic_load(&g_ids_max);
+
+    while (id > max && !atomic_compare_exchange_weak(&g_ids_max, &max, id)) {
+    }
+    if (t < MS(500) || (t > MS(7500) && t < MS(8000))) {
+        engine_sleep(vu, MS(600));
+    }
+}
+
+static void test_arrival_rate_reuses_the_ids_of_vus_let_go(void **state)
+{
+    struct engine_config cfg = {0};
+    struct engine_result res;
+
+    (void)state;
+    atomic_store(&g_ids_inits, 0);
+    atomic_store(&g_ids_max, 0);
+    cfg.executor = ENGINE_CONSTANT_ARRIVAL_RATE;
+    cfg.workflow = wf_ids_burst;
+    cfg.init = wf_ids_init;
+    cfg.rate = 40;
+    cfg.duration_ns = S(9);
+    cfg.graceful_stop_ns = S(2);
+    cfg.pre_allocated_vus = 1;
+    cfg.max_vus = 30;
+    cfg.threads = 1;
+    g_ids_t0 = clock_mono_ns();
+    run_ok(&cfg, &res);
+    assert_int_equal(res.dropped, 0);
+    /* About 24 VUs a burst: some were made again. */
+    assert_true(atomic_load(&g_ids_inits) > 30);
+    assert_true(atomic_load(&g_ids_max) >= 20);
+    assert_true(atomic_load(&g_ids_max) <= 30);
+    engine_result_cleanup(&res);
+}
+
 /* One VU at most, 50 ms per response, 100 starts per second: most starts
  * find no VU and are dropped; each start is counted once. */
 static void test_arrival_rate_counts_dropped_iterations(void **state)
@@ -264,6 +318,7 @@ static void test_ramping_vus_follows_its_stages(void **state)
     cfg.stages = st;
     cfg.n_stages = 3;
     cfg.graceful_stop_ns = S(1);
+    cfg.graceful_ramp_down_ns = S(30); /* the 10 ms iterations end */
     cfg.threads = 2;
     run_ok(&cfg, &res);
     assert_int_equal(res.vus_max, 4);
@@ -772,6 +827,42 @@ static void test_load_command_reports_and_exit_status(void **state)
              HANDOFF_BIN_DIR);
     assert_int_equal(run_cmd(cmd), 2);
     assert_int_equal(loadtarget_requests(t), 105);
+    /* --graceful-ramp-down: ramping-vus only, a duration, in the report's
+     * executor and its summary. */
+    snprintf(cmd, sizeof(cmd),
+             "%s/handoff-example-worker load get --param TARGET_URL=%s "
+             "--rate 10 --duration 1s --graceful-ramp-down 1s 2>%s/err.txt",
+             HANDOFF_BIN_DIR, loadtarget_url(t), dir);
+    assert_int_equal(run_cmd(cmd), 2);
+    snprintf(cmd, sizeof(cmd),
+             "grep -q 'graceful-ramp-down is for ramping-vus only (the "
+             "executor is constant-arrival-rate)' %s/err.txt",
+             dir);
+    assert_int_equal(run_cmd(cmd), 0);
+    snprintf(cmd, sizeof(cmd),
+             "%s/handoff-example-worker load get --param TARGET_URL=%s "
+             "--stages 300ms:2 --graceful-ramp-down soon 2>/dev/null",
+             HANDOFF_BIN_DIR, loadtarget_url(t));
+    assert_int_equal(run_cmd(cmd), 2);
+    assert_int_equal(loadtarget_requests(t), 105);
+    snprintf(cmd, sizeof(cmd),
+             "%s/handoff-example-worker load get --param TARGET_URL=%s "
+             "--stages 300ms:2 --graceful-ramp-down 1500ms --quiet --json "
+             "%s/ramp.json >%s/out.txt",
+             HANDOFF_BIN_DIR, loadtarget_url(t), dir, dir);
+    assert_int_equal(run_cmd(cmd), 0);
+    snprintf(path, sizeof(path), "%s/ramp.json", dir);
+    r = read_json(path);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(r, "executor"), "type")),
+                        "ramping-vus");
+    assert_true(
+        json_number_value(json_object_get(json_object_get(r, "executor"),
+                                          "graceful_ramp_down_ms")) == 1500);
+    json_decref(r);
+    snprintf(cmd, sizeof(cmd), "grep -q 'graceful ramp-down 1.50s' %s/out.txt",
+             dir);
+    assert_int_equal(run_cmd(cmd), 0);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(run_cmd(cmd), 0);
     loadtarget_stop(t);
@@ -784,6 +875,7 @@ int main(void)
         cmocka_unit_test(test_arrival_rate_latency_shows_a_stall),
         cmocka_unit_test(test_arrival_rate_counts_dropped_iterations),
         cmocka_unit_test(test_arrival_rate_lets_idle_vus_go),
+        cmocka_unit_test(test_arrival_rate_reuses_the_ids_of_vus_let_go),
         cmocka_unit_test(test_ramping_arrival_rate_follows_its_stages),
         cmocka_unit_test(test_ramping_vus_follows_its_stages),
         cmocka_unit_test(test_iterations_executors_run_exactly_their_count),

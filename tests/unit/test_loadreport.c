@@ -498,6 +498,30 @@ static void test_text_summarises_a_passing_run(void **state)
     free(s);
 }
 
+/* A ramping-vus run's summary gives its graceful ramp-down; a negative
+ * one is refused, naming the field. */
+static void test_text_gives_the_graceful_ramp_down(void **state)
+{
+    json_t *doc = fixture("passed.json");
+    json_t *ex = json_object_get(doc, "executor");
+    struct buf out;
+    char err[256];
+
+    (void)state;
+    json_object_set_new(ex, "type", json_string("ramping-vus"));
+    json_object_set_new(ex, "graceful_ramp_down_ms", json_real(10000));
+    buf_init(&out, 0);
+    assert_int_equal(render(TEXT, doc, &out, err, sizeof(err)), ST_OK);
+    assert_has(buf_str(&out), "executor ......: ramping-vus, 10 VUs, 20s, "
+                              "graceful stop 30s, graceful ramp-down 10s\n");
+    buf_reset(&out);
+    json_object_set_new(ex, "graceful_ramp_down_ms", json_real(-1));
+    assert_int_equal(render(TEXT, doc, &out, err, sizeof(err)), ST_PROTOCOL);
+    assert_non_null(strstr(err, "executor.graceful_ramp_down_ms"));
+    buf_cleanup(&out);
+    json_decref(doc);
+}
+
 static void test_text_shows_failed_thresholds_and_errors(void **state)
 {
     char *s = render_fixture(TEXT, "failed.json");
@@ -1174,6 +1198,7 @@ int main(void)
         cmocka_unit_test(test_invalid_arguments),
         cmocka_unit_test(test_no_document_crashes_a_renderer),
         cmocka_unit_test(test_text_summarises_a_passing_run),
+        cmocka_unit_test(test_text_gives_the_graceful_ramp_down),
         cmocka_unit_test(test_text_shows_failed_thresholds_and_errors),
         cmocka_unit_test(test_text_warns_when_iterations_were_dropped),
         cmocka_unit_test(test_text_colors_only_when_asked),

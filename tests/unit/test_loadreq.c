@@ -64,6 +64,18 @@ static void test_loadreq_refuses_bad_fields_naming_them(void **state)
          "field \"load.shards\""},
         {"{\"workflow\":\"w\",\"max_vus\":2000000}", "invalid_argument",
          "field \"load.max_vus\""},
+        {"{\"workflow\":\"w\",\"graceful_ramp_down\":\"soon\"}",
+         "invalid_argument",
+         "field \"load.graceful_ramp_down\": not a duration"},
+        {"{\"workflow\":\"w\",\"graceful_ramp_down\":30}", "invalid_argument",
+         "field \"load.graceful_ramp_down\": not a duration"},
+        {"{\"workflow\":\"w\",\"executor\":\"constant-vus\","
+         "\"graceful_ramp_down\":\"10s\"}",
+         "invalid_argument",
+         "field \"load.graceful_ramp_down\": only for the ramping-vus executor "
+         "(this one is constant-vus)"},
+        {"{\"workflow\":\"w\",\"graceful_rampdown\":\"10s\"}", "unknown_field",
+         "unknown field \"load.graceful_rampdown\""},
     };
 
     (void)state;
@@ -107,11 +119,27 @@ static void test_loadreq_accepts_a_full_section(void **state)
     assert_true(l->graceful_stop_ms == 0);
     assert_int_equal(l->shards, 4);
     assert_int_equal(l->n_thresholds, 1);
+    assert_true(l->graceful_ramp_down_ms < 0);
+    wire_load_free(l);
+    /* gracefulRampDown on ramping-vus, or with no executor named (the
+     * setup job resolves it, and refuses it on any other). */
+    assert_int_equal(parse("{\"workflow\":\"get\",\"executor\":\"ramping-vus\","
+                           "\"stages\":[{\"duration\":\"10s\",\"target\":5}],"
+                           "\"graceful_ramp_down\":\"1m30s\"}",
+                           &l, &err),
+                     ST_OK);
+    assert_true(l->graceful_ramp_down_ms == 90000);
+    wire_load_free(l);
+    assert_int_equal(
+        parse("{\"workflow\":\"get\",\"graceful_ramp_down\":\"0s\"}", &l, &err),
+        ST_OK);
+    assert_true(l->graceful_ramp_down_ms == 0);
     wire_load_free(l);
     /* Defaults: unset fields stay unset for the worker to resolve. */
     assert_int_equal(parse("{\"workflow\":\"get\"}", &l, &err), ST_OK);
     assert_string_equal(l->executor, "");
     assert_true(l->graceful_stop_ms < 0);
+    assert_true(l->graceful_ramp_down_ms < 0);
     assert_int_equal(l->shards, 0);
     wire_load_free(l);
 }

@@ -440,6 +440,7 @@ static struct wire_load *sample_load(void)
         .max_vus = 50,
         .iterations = 7,
         .graceful_stop_ms = 1500,
+        .graceful_ramp_down_ms = 45000,
         .shard = 1,
         .shards = 3,
         .start_at_unix_ns = INT64_C(1795000000000000000),
@@ -497,6 +498,8 @@ static void test_wire_load_job_snapshot_and_result_round_trip(void **state)
     assert_true(d.load->stages[0].target == 10 &&
                 d.load->stages[1].duration_ms == 2000);
     assert_true(d.load->rate == 12.5);
+    assert_true(d.load->graceful_stop_ms == 1500);
+    assert_true(d.load->graceful_ramp_down_ms == 45000);
     assert_int_equal(d.load->shard, 1);
     assert_int_equal(d.load->shards, 3);
     assert_true(d.load->start_at_unix_ns == j.load->start_at_unix_ns);
@@ -506,6 +509,15 @@ static void test_wire_load_job_snapshot_and_result_round_trip(void **state)
     assert_string_equal(d.load->thresholds[1],
                         "checks: rate>0.99 abort_on_fail");
     wire_job_cleanup(&d);
+    /* Unset (below 0) stays unset; 0 (cut at once) stays 0. */
+    for (int64_t v = -7; v <= 0; v += 7) {
+        j.load->graceful_ramp_down_ms = v;
+        buf_reset(&b);
+        wire_job_encode(&j, &b);
+        assert_int_equal(wire_job_decode(b.data, b.len, &d), ST_OK);
+        assert_true(d.load->graceful_ramp_down_ms == (v < 0 ? -1 : 0));
+        wire_job_cleanup(&d);
+    }
 
     buf_reset(&b);
     wire_load_snapshot_encode(&snap, &b);
@@ -549,7 +561,7 @@ static void test_wire_load_spec_refuses_out_of_range_fields(void **state)
 
     (void)state;
     buf_init(&b, 0);
-    for (int c = 0; c < 6; c++) {
+    for (int c = 0; c < 8; c++) {
         j.load = sample_load();
         switch (c) {
         case 0:
@@ -567,6 +579,12 @@ static void test_wire_load_spec_refuses_out_of_range_fields(void **state)
             break;
         case 4:
             j.load->duration_ms = -1;
+            break;
+        case 5:
+            j.load->graceful_ramp_down_ms = WIRE_LOAD_GRACE_MAX_MS + 1;
+            break;
+        case 6:
+            j.load->shards = WIRE_LOAD_SHARDS_MAX + 1;
             break;
         default:
             free(j.load->setup_data);

@@ -9,13 +9,23 @@
  * VU executors (constant-vus, ramping-vus, per-vu-iterations,
  * shared-iterations) make every VU before the start; a VU loops over
  * iterations and parks, suspended, while the executor does not want it
- * (ramping-vus above its target). Arrival-rate executors keep idle VUs on
- * a stack and start iteration k at its scheduled time on thread k mod T:
- * each thread follows the global schedule and takes every T-th start, so
- * the total is exact whatever T is. */
+ * (ramping-vus above its target: one caught mid-iteration gets the
+ * graceful ramp-down, then its iteration is cut short). Arrival-rate
+ * executors keep idle VUs on a stack and start iteration k at its
+ * scheduled time on thread k mod T: each thread follows the global
+ * schedule and takes every T-th start, so the total is exact whatever T
+ * is.
+ *
+ * VU ids: thread i's VU in slot j is 1 + i + j*T, so the ids are 1..VUs
+ * whatever T is; a slot let go (retire_idle) is used again.
+ *
+ * A start offset (a late shard) moves the start into the past: start_ns
+ * is then before the real start, and everything timed from it keeps to
+ * the common timeline. */
 #include "engine.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <math.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -64,7 +74,12 @@ struct engine_vu {
     bool done;
     bool inited;
     bool retire; /* leave the idle stack for good */
-    int id;
+    bool cut;    /* ramping-vus: its iteration is cut short (ramp-down) */
+    int id;      /* 1..VUs in this run, before vu_id_base */
+    int slot;    /* its place on its thread: id = 1 + index + slot * T */
+    /* ramping-vus: when its graceful ramp-down ends, INT64_MAX while the
+     * target wants it. */
+    int64_t ramp_down_end_ns;
     int64_t idle_since_ns;
     uint64_t iteration;
     int64_t intended_ns; /* arrival-rate: the iteration's scheduled start */
@@ -99,7 +114,12 @@ struct eng_run {
     int ready;          /* threads set up, guarded by lock */
     bool failed;        /* one of them failed, guarded by lock */
     enum eng_gate gate; /* guarded by lock */
-    int64_t start_ns;   /* set before GO */
+    int64_t start_ns;   /* set before GO: the real start - the offset */
+    /* Start offset: the second the run joins in (those before are
+     * emitted empty) and, arrival-rate, the schedule's first start after
+     * the join (those before are dropped). */
+    uint64_t first_sec;
+    uint64_t first_k;
     atomic_bool abort;
     atomic_uint_fast64_t shared_claimed; /* shared-iterations */
     /* Guarded by lock: */
@@ -123,9 +143,11 @@ struct eng_thread {
     struct snap *cur;
     struct engine_vu **vus;
     int n_vus;
-    int max_vus; /* this thread's share */
-    int pre_vus; /* arrival-rate: its share of the pre-allocated */
-    int vu_seq;  /* VUs made so far: the next VU's id */
+    int max_vus;     /* this thread's share */
+    int pre_vus;     /* arrival-rate: its share of the pre-allocated */
+    int vu_seq;      /* slots used so far */
+    int *free_slots; /* arrival-rate: slots of VUs let go, for reuse */
+    int n_free_slots;
     int n_done;
     int n_active; /* busy, or looping unparked */
     struct engine_vu *idle;
@@ -353,6 +375,38 @@ static int64_t arrival_at(const struct engine_config *cfg, uint64_t k)
     return INT64_MAX;
 }
 
+/* Arrival-rate: how many starts the schedule has before t_ns (and before
+ * the end of the duration): the first k due at t_ns or later, by binary
+ * search, arrival_at being non-decreasing in k. */
+static uint64_t starts_before(const struct engine_config *cfg, int64_t t_ns)
+{
+    uint64_t lo = 0;
+    uint64_t hi = 1;
+
+    if (t_ns > cfg->duration_ns) {
+        t_ns = cfg->duration_ns;
+    }
+    if (t_ns <= 0) {
+        return 0;
+    }
+    while (arrival_at(cfg, hi) < t_ns) {
+        if (hi >= UINT64_C(1) << 62) {
+            return hi; /* not a schedule anyone runs */
+        }
+        hi *= 2;
+    }
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+
+        if (arrival_at(cfg, mid) < t_ns) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
 /* ---- VUs -------------------------------------------------------------- */
 
 static void end_step(struct engine_vu *vu, int64_t now)
@@ -379,7 +433,9 @@ static void set_step(struct engine_vu *vu, const char *name, int64_t now)
     httpc_conn_set_context(vu->http, vu->step, vu->lag_ns);
 }
 
-/* Runs one iteration. Returns false when the graceful stop ended it. */
+/* Runs one iteration. Returns false when the graceful stop ended it. An
+ * iteration the graceful ramp-down cut short is counted as interrupted
+ * and the VU goes on (it parks, the target being below it). */
 static bool run_iteration(struct engine_vu *vu)
 {
     struct eng_thread *th = vu->th;
@@ -402,6 +458,7 @@ static bool run_iteration(struct engine_vu *vu)
                      ? t0 - vu->intended_ns
                      : 0;
     set_step(vu, "", t0);
+    vu->ramp_down_end_ns = INT64_MAX;
     vu->busy = true;
     cfg->workflow(vu);
     vu->busy = false;
@@ -410,6 +467,12 @@ static bool run_iteration(struct engine_vu *vu)
     if (th->hard) {
         th->cur->interrupted++;
         return false;
+    }
+    if (vu->cut) {
+        vu->cut = false;
+        httpc_conn_reset_cancel(vu->http);
+        th->cur->interrupted++;
+        return true;
     }
     snap_iteration(th->cur, t1 - t0);
     vu->iteration++;
@@ -514,11 +577,16 @@ static void on_sleep_done(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static int new_vu(struct eng_thread *th, int id, struct engine_vu **out)
+/* Makes a VU in a free slot of th (there is one: callers check n_vus
+ * against max_vus). */
+static int new_vu(struct eng_thread *th, struct engine_vu **out)
 {
     const struct engine_config *cfg = th->run->cfg;
     struct engine_vu *vu;
     struct coro *co;
+    int slot =
+        th->n_free_slots > 0 ? th->free_slots[--th->n_free_slots] : th->vu_seq;
+    int id = 1 + th->index + slot * th->run->n_threads;
     int rc;
 
     /* Everything a VU allocates lives in its stack's mapping, so that
@@ -530,7 +598,10 @@ static int new_vu(struct eng_thread *th, int id, struct engine_vu **out)
     if (rc != 0) {
         log_error("load: cannot create VU %d's stack (%s): the address "
                   "space or vm.max_map_count (two maps per VU) ran out",
-                  id, status_str(rc));
+                  cfg->vu_id_base + id, status_str(rc));
+        if (slot != th->vu_seq) {
+            th->free_slots[th->n_free_slots++] = slot;
+        }
         return rc;
     }
     vu = coro_alloc(co, sizeof(*vu));
@@ -539,13 +610,17 @@ static int new_vu(struct eng_thread *th, int id, struct engine_vu **out)
     vu->co = co;
     vu->th = th;
     vu->id = id;
+    vu->slot = slot;
+    vu->ramp_down_end_ns = INT64_MAX;
     vu->step_cap = 32;
     vu->step = coro_alloc(co, vu->step_cap);
     vu->step[0] = '\0';
     vu->http = httpc_conn_new(th->http, vu->co);
     evtimer_assign(&vu->sleep_ev, th->base, on_sleep_done, vu);
     th->vus[th->n_vus++] = vu;
-    th->vu_seq++;
+    if (slot == th->vu_seq) {
+        th->vu_seq++;
+    }
     *out = vu;
     return 0;
 }
@@ -586,7 +661,12 @@ static void wake_parked(struct eng_thread *th)
 static void begin_stop(struct eng_thread *th)
 {
     th->stopping = true;
-    event_del(&th->ramp_ev);
+    /* ramping-vus' ticks go on: a VU being ramped down still gets no more
+     * than its graceful ramp-down (k6 caps that with the graceful stop,
+     * and so does hard_stop). */
+    if (th->run->cfg->executor != ENGINE_RAMPING_VUS) {
+        event_del(&th->ramp_ev);
+    }
     wake_parked(th);
     if (th->n_done == th->n_vus) {
         thread_finish(th); /* an arrival-rate thread that had no VU */
@@ -732,6 +812,7 @@ static void retire_idle(struct eng_thread *th)
                 break;
             }
         }
+        th->free_slots[th->n_free_slots++] = vu->slot;
         vu_free(vu, cfg);
         any = true;
     }
@@ -782,24 +863,58 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Executors' timers ------------------------------------------------ */
 
+/* ramping-vus: vu's graceful ramp-down is over: its blocking calls return
+ * at once until its iteration ends. */
+static void cut_iteration(struct engine_vu *vu)
+{
+    vu->cut = true;
+    if (vu->sleeping) {
+        event_del(&vu->sleep_ev);
+        coro_resume(vu->co);
+    } else {
+        httpc_conn_cancel(vu->http);
+    }
+}
+
+/* ramping-vus, every RAMP_TICK_NS: resumes the parked VUs the target
+ * wants again; starts the graceful ramp-down of each VU in an iteration
+ * the target no longer wants, and cuts the iteration short when that is
+ * over. The target can rise again meanwhile: the VU then goes on. */
 static void on_ramp(evutil_socket_t fd, short what, void *arg)
 {
     struct eng_thread *th = arg;
+    int64_t grace = th->run->cfg->graceful_ramp_down_ns;
     int64_t now = clock_mono_ns();
 
     (void)fd;
     (void)what;
-    if (th->stopping) {
-        return;
-    }
-    for (int i = 0; i < th->n_vus; i++) {
+    for (int i = 0; i < th->n_vus && !th->hard; i++) {
         struct engine_vu *vu = th->vus[i];
+        bool above;
 
-        if (!vu->done && vu->parked && !above_target(vu, now)) {
-            coro_resume(vu->co);
+        if (vu->done) {
+            continue;
+        }
+        above = above_target(vu, now);
+        if (vu->parked) {
+            if (!above && !th->stopping) {
+                coro_resume(vu->co);
+            }
+        } else if (vu->busy && !vu->cut) {
+            if (!above) {
+                vu->ramp_down_end_ns = INT64_MAX;
+            } else if (vu->ramp_down_end_ns == INT64_MAX) {
+                vu->ramp_down_end_ns =
+                    grace < INT64_MAX - 1 - now ? now + grace : INT64_MAX - 1;
+            }
+            if (now >= vu->ramp_down_end_ns) {
+                cut_iteration(vu);
+            }
         }
     }
-    add_timer(&th->ramp_ev, now + RAMP_TICK_NS);
+    if (!th->ended && !th->hard) {
+        add_timer(&th->ramp_ev, now + RAMP_TICK_NS);
+    }
 }
 
 /* Starts the iterations due by now, each on an idle VU, a new one, or
@@ -818,9 +933,7 @@ static void on_arrival(evutil_socket_t fd, short what, void *arg)
         struct engine_vu *vu = th->idle;
 
         if (vu == NULL && th->n_vus < th->max_vus) {
-            int id = 1 + th->index + th->vu_seq * th->run->n_threads;
-
-            if (new_vu(th, id, &vu) == 0) {
+            if (new_vu(th, &vu) == 0) {
                 coro_resume(vu->co); /* it parks itself on the idle stack */
             }
             vu = th->idle;
@@ -890,11 +1003,15 @@ static int thread_setup(struct eng_thread *th)
     th->vus = mem_calloc((size_t)(th->max_vus > 0 ? th->max_vus : 1),
                          sizeof(*th->vus));
     th->pre_vus = share(cfg->pre_allocated_vus, run->n_threads, th->index);
+    if (is_arrival(cfg->executor)) {
+        th->free_slots = mem_calloc((size_t)(th->max_vus > 0 ? th->max_vus : 1),
+                                    sizeof(*th->free_slots));
+    }
     n = is_arrival(cfg->executor) ? th->pre_vus : th->max_vus;
     for (int i = 0; i < n; i++) {
         struct engine_vu *vu;
 
-        rc = new_vu(th, 1 + th->index + th->vu_seq * run->n_threads, &vu);
+        rc = new_vu(th, &vu);
         if (rc != 0) {
             return rc;
         }
@@ -915,16 +1032,27 @@ static void thread_finish(struct eng_thread *th)
 
 static void thread_run(struct eng_thread *th)
 {
-    const struct engine_config *cfg = th->run->cfg;
+    struct eng_run *run = th->run;
+    const struct engine_config *cfg = run->cfg;
 
-    th->start_ns = th->run->start_ns;
+    th->start_ns = run->start_ns;
+    th->sec = run->first_sec;
     th->stop_at_ns = th->start_ns + cfg->duration_ns;
     th->timer_at_ns = th->stop_at_ns;
     th->end_ns = th->start_ns;
+    /* Joined after the end (a start offset as long as the duration): no
+     * VU starts an iteration. */
+    th->stopping = clock_mono_ns() >= th->stop_at_ns;
     add_timer(&th->stop_ev, th->timer_at_ns);
     add_timer(&th->tick_ev, th->start_ns + STOP_POLL_NS);
     if (is_arrival(cfg->executor)) {
-        th->next_k = (uint64_t)th->index;
+        /* This thread's first start k (k mod T == index) at or after the
+         * join's. */
+        uint64_t t = (uint64_t)run->n_threads;
+        uint64_t i = (uint64_t)th->index;
+
+        th->next_k =
+            run->first_k <= i ? i : i + (run->first_k - i + t - 1) / t * t;
         th->next_at_ns = arrival_at(cfg, th->next_k);
     }
     for (int i = 0; i < th->n_vus; i++) {
@@ -989,6 +1117,7 @@ static void *thread_main(void *arg)
 static void thread_cleanup(struct eng_thread *th)
 {
     free(th->vus);
+    free(th->free_slots);
     if (th->http != NULL) {
         /* The snapshot owns the metrics the client records into. */
         httpc_client_swap_metrics(th->http, NULL);
@@ -1002,15 +1131,17 @@ static void thread_cleanup(struct eng_thread *th)
 
 /* ---- Configuration ---------------------------------------------------- */
 
-static int check_config(struct engine_config *cfg, struct eng_run *run)
+/* The executor's options: checked, the defaults filled in, and the VUs it
+ * needs at most in run->max_vus (0 for ramping-vus from 0 to 0). */
+static int check_executor(struct engine_config *cfg, struct eng_run *run)
 {
-    struct snap *probe = NULL;
     bool arrival;
 
-    if (cfg->workflow == NULL ||
-        (unsigned)cfg->executor >= ENGINE_EXECUTOR_COUNT || cfg->threads < 0 ||
+    if ((unsigned)cfg->executor >= ENGINE_EXECUTOR_COUNT || cfg->threads < 0 ||
         cfg->threads > ENGINE_THREADS_MAX || cfg->duration_ns < 0 ||
-        cfg->graceful_stop_ns < 0 || cfg->n_stages > ENGINE_STAGES_MAX ||
+        cfg->graceful_stop_ns < 0 || cfg->graceful_ramp_down_ns < 0 ||
+        cfg->vu_id_base < 0 || cfg->start_offset_ns < 0 ||
+        cfg->n_stages > ENGINE_STAGES_MAX ||
         (cfg->n_stages > 0 && cfg->stages == NULL) ||
         (cfg->stack_bytes != 0 && (cfg->stack_bytes < CORO_STACK_MIN ||
                                    cfg->stack_bytes > CORO_STACK_MAX))) {
@@ -1066,13 +1197,33 @@ static int check_config(struct engine_config *cfg, struct eng_run *run)
             return ST_INVALID;
         }
     }
-    if (run->max_vus < 1) {
-        run->max_vus = 1; /* ramping from 0 to 0: one parked VU */
-    }
     if ((cfg->executor == ENGINE_PER_VU_ITERATIONS ||
          cfg->executor == ENGINE_SHARED_ITERATIONS) &&
         cfg->duration_ns == 0) {
         cfg->duration_ns = ENGINE_MAX_DURATION_DEFAULT_NS;
+    }
+    return 0;
+}
+
+static int check_config(struct engine_config *cfg, struct eng_run *run)
+{
+    struct snap *probe = NULL;
+
+    if (cfg->workflow == NULL || check_executor(cfg, run) != 0) {
+        return ST_INVALID;
+    }
+    if (run->max_vus < 1) {
+        run->max_vus = 1; /* ramping from 0 to 0: one parked VU */
+    }
+    if (cfg->vu_id_base > INT_MAX - run->max_vus) {
+        return ST_INVALID;
+    }
+    if (cfg->start_offset_ns > cfg->duration_ns) {
+        cfg->start_offset_ns = cfg->duration_ns;
+    }
+    run->first_sec = (uint64_t)(cfg->start_offset_ns / CLOCK_NS_PER_S);
+    if (is_arrival(cfg->executor)) {
+        run->first_k = starts_before(cfg, cfg->start_offset_ns);
     }
     if (httpc_config_resolve(&cfg->http, &run->http) != 0 ||
         snap_new(&run->http, &probe) != 0) {
@@ -1080,6 +1231,19 @@ static int check_config(struct engine_config *cfg, struct eng_run *run)
     }
     snap_free(probe);
     return 0;
+}
+
+int engine_vus_max(const struct engine_config *cfg)
+{
+    struct engine_config c;
+    struct eng_run run;
+
+    if (cfg == NULL) {
+        return 0;
+    }
+    c = *cfg;
+    memset(&run, 0, sizeof(run));
+    return check_executor(&c, &run) == 0 ? run.max_vus : 0;
 }
 
 /* ---- The caller's side ------------------------------------------------ */
@@ -1108,7 +1272,8 @@ static void merge_latency(struct hist *h, const struct snap *s)
     }
 }
 
-static void emit_point(struct reporter *rp, int vus, int vus_max, int64_t t_ns)
+static void emit_point(struct reporter *rp, uint64_t second, int vus,
+                       int vus_max, int64_t t_ns)
 {
     struct engine_result *out = rp->out;
     const struct engine_config *cfg = rp->run->cfg;
@@ -1118,6 +1283,7 @@ static void emit_point(struct reporter *rp, int vus, int vus_max, int64_t t_ns)
     char reason[sizeof(out->abort_reason)] = "";
 
     memset(&pt, 0, sizeof(pt));
+    pt.second = (int64_t)second;
     pt.t_ns = t_ns;
     pt.vus = vus;
     pt.vus_alive = vus_max;
@@ -1226,7 +1392,7 @@ static bool drain(struct reporter *rp)
             int64_t t = (int64_t)(rp->next + 1) * CLOCK_NS_PER_S;
             int64_t now = clock_mono_ns() - run->start_ns;
 
-            emit_point(rp, vus, vus_max, t < now ? t : now);
+            emit_point(rp, rp->next + 1, vus, vus_max, t < now ? t : now);
             if (vus_max > rp->out->vus_max) {
                 rp->out->vus_max = vus_max;
             }
@@ -1269,6 +1435,32 @@ static void reserve_points(struct reporter *rp)
     }
 }
 
+/* A start offset: the whole seconds before the join are points of their
+ * own with nothing in them but the arrival-rate starts they scheduled,
+ * dropped; the starts due in the joining second before the join are
+ * dropped in that second. */
+static void emit_missed(struct reporter *rp)
+{
+    const struct engine_config *cfg = rp->run->cfg;
+    bool arrival = is_arrival(cfg->executor);
+
+    for (uint64_t s = 0; s < rp->run->first_sec; s++) {
+        int64_t from = (int64_t)s * CLOCK_NS_PER_S;
+
+        if (arrival) {
+            rp->second->dropped = starts_before(cfg, from + CLOCK_NS_PER_S) -
+                                  starts_before(cfg, from);
+        }
+        emit_point(rp, s + 1, 0, 0, from + CLOCK_NS_PER_S);
+    }
+    rp->next = rp->run->first_sec;
+    if (arrival) {
+        rp->second->dropped =
+            rp->run->first_k -
+            starts_before(cfg, (int64_t)rp->next * CLOCK_NS_PER_S);
+    }
+}
+
 static void report_loop(struct eng_run *run, struct engine_result *out)
 {
     const struct engine_config *cfg = run->cfg;
@@ -1282,6 +1474,7 @@ static void report_loop(struct eng_run *run, struct engine_result *out)
         hist_new(&run->http.hist, &rp.latency) != 0) {
         abort(); /* checked */
     }
+    emit_missed(&rp);
     pthread_mutex_lock(&run->lock);
     for (;;) {
         struct timespec ts;
@@ -1369,8 +1562,8 @@ int engine_run(const struct engine_config *cfg_in, struct engine_result *out)
         pthread_cond_wait(&run.cond, &run.lock);
     }
     run.gate = rc == 0 && !run.failed ? GATE_GO : GATE_ABORT;
-    run.start_ns = clock_mono_ns();
-    out->started_unix_ns = clock_real_ns();
+    run.start_ns = clock_mono_ns() - cfg.start_offset_ns;
+    out->started_unix_ns = clock_real_ns() - cfg.start_offset_ns;
     pthread_cond_broadcast(&run.cond);
     pthread_mutex_unlock(&run.lock);
     if (run.gate == GATE_GO) {
@@ -1439,7 +1632,7 @@ struct httpc_conn *engine_vu_http(struct engine_vu *vu)
 
 int engine_vu_id(const struct engine_vu *vu)
 {
-    return vu->id;
+    return vu->th->run->cfg->vu_id_base + vu->id;
 }
 
 uint64_t engine_vu_iteration(const struct engine_vu *vu)
@@ -1507,13 +1700,13 @@ void engine_vu_check(struct engine_vu *vu, const char *name, bool ok)
 
 bool engine_vu_interrupted(const struct engine_vu *vu)
 {
-    return vu->th->hard;
+    return vu->th->hard || vu->cut;
 }
 
 void engine_sleep(struct engine_vu *vu, int64_t ns)
 {
     assert(coro_current() == vu->co);
-    if (vu->th->hard || ns <= 0) {
+    if (engine_vu_interrupted(vu) || ns <= 0) {
         return;
     }
     vu->wake_at_ns = clock_mono_ns() + ns;

@@ -60,9 +60,10 @@ int engine_stages_parse(const char *s, struct engine_stage *out, size_t max,
 
 /* One second of a run, merged over the threads. */
 struct engine_point {
-    int64_t t_ns;  /* since the start, at the end of the interval */
-    int vus;       /* VUs in an iteration or looping at its end */
-    int vus_alive; /* VUs that existed at its end, busy or idle */
+    int64_t second; /* 1, 2, ...: the interval [second - 1, second) s */
+    int64_t t_ns;   /* since the start, at the end of the interval */
+    int vus;        /* VUs in an iteration or looping at its end */
+    int vus_alive;  /* VUs that existed at its end, busy or idle */
     uint64_t iterations;
     uint64_t dropped;
     uint64_t requests;
@@ -108,6 +109,26 @@ struct engine_config {
     int64_t graceful_stop_ns; /* iterations still running then are given
                                  this long; then their requests and sleeps
                                  return at once (interrupted) */
+    /* ramping-vus (ignored by the others): a VU in an iteration that the
+     * falling target no longer wants gets this long to finish it; then its
+     * requests and sleeps return at once, the iteration counts as
+     * interrupted and the VU parks (the target may want it again). 0: at
+     * once, as k6 has it (callers default to 30 s). Checked every 50 ms;
+     * the graceful stop ends it too. */
+    int64_t graceful_ramp_down_ns;
+    /* VU ids are vu_id_base + 1 .. vu_id_base + engine_vus_max(cfg): a
+     * distributed run gives each shard a range of its own. >= 0. */
+    int vu_id_base;
+    /* >= 0: the run behaves as if it had started this long before it
+     * does (a shard that joins a distributed run late): stage targets,
+     * the arrival-rate schedule, the end of the duration, seconds and
+     * points all keep to that earlier start. The whole seconds before it
+     * are handed to on_second as points with nothing in them but the
+     * arrival-rate starts they scheduled, counted as dropped, as are the
+     * starts due in the part of the joining second before the join. An
+     * offset past the duration acts as the duration: the run is over
+     * before it begins. */
+    int64_t start_offset_ns;
     int threads;              /* loop threads, 1..ENGINE_THREADS_MAX; 0: 1 */
     size_t stack_bytes;       /* per VU; 0: CORO_STACK_DEFAULT */
     struct httpc_config http; /* each thread's client; hist also sets the
@@ -143,6 +164,14 @@ struct engine_result {
     size_t n_points;
 };
 
+/* The most VUs a run of cfg has at once, and so how many ids it uses:
+ * arrival-rate executors their max_vus (at least pre_allocated_vus),
+ * ramping-vus the highest of vus and the stage targets (rounded up), the
+ * others vus. 0 for ramping-vus whose targets are all 0 (its one VU never
+ * runs an iteration) and for executor options engine_run refuses. cfg is
+ * borrowed; any thread. */
+int engine_vus_max(const struct engine_config *cfg);
+
 /* Runs the executor and returns when every VU has finished its last
  * iteration. cfg is borrowed. Returns 0 with *out filled (release it with
  * engine_result_cleanup); ST_INVALID for a bad configuration; ST_UPSTREAM
@@ -157,7 +186,7 @@ void engine_result_cleanup(struct engine_result *r);
 
 /* The VU's HTTP connection slot, for httpc_request. */
 struct httpc_conn *engine_vu_http(struct engine_vu *vu);
-/* 1..VUs, unique in the run. */
+/* vu_id_base + 1 .. vu_id_base + VUs, unique in the run. */
 int engine_vu_id(const struct engine_vu *vu);
 /* This VU's iterations completed before the current one. */
 uint64_t engine_vu_iteration(const struct engine_vu *vu);
@@ -189,11 +218,12 @@ void engine_vu_step(struct engine_vu *vu, const char *name);
 const char *engine_vu_step_name(const struct engine_vu *vu);
 /* Counts a pass (ok) or a fail of the check name. */
 void engine_vu_check(struct engine_vu *vu, const char *name, bool ok);
-/* Suspends the VU for ns; returns early, at once, when the run's graceful
- * stop is over. */
+/* Suspends the VU for ns; returns early, at once, when its iteration is
+ * interrupted (engine_vu_interrupted). */
 void engine_sleep(struct engine_vu *vu, int64_t ns);
-/* True once the run's graceful stop is over: blocking calls return at
- * once, and the workflow should return. */
+/* True once the VU's current iteration is interrupted: the run's graceful
+ * stop is over, or (ramping-vus) its graceful ramp-down is. Blocking calls
+ * return at once, and the workflow should return. */
 bool engine_vu_interrupted(const struct engine_vu *vu);
 
 #endif

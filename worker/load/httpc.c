@@ -727,6 +727,12 @@ void httpc_conn_cancel(struct httpc_conn *c)
     }
 }
 
+void httpc_conn_reset_cancel(struct httpc_conn *c)
+{
+    assert(!c->in_request);
+    c->cancelled = false;
+}
+
 /* ---- Name resolution ----------------------------------------------------- */
 
 static void on_dns(int result, struct evutil_addrinfo *res, void *arg)

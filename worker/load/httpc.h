@@ -191,8 +191,12 @@ void httpc_conn_set_context(struct httpc_conn *conn, const char *step,
 void httpc_conn_free(struct httpc_conn *conn);
 /* From the loop, outside the coroutine: a request in progress on conn
  * returns at once with HTTPC_ERR_CANCELLED (the coroutine runs before this
- * returns), and so does every later one. */
+ * returns), and so does every later one until httpc_conn_reset_cancel. */
 void httpc_conn_cancel(struct httpc_conn *conn);
+/* Lets requests on conn run again after httpc_conn_cancel (a VU whose
+ * iteration was cut short goes on to others). Not while a request on it
+ * is in progress. */
+void httpc_conn_reset_cancel(struct httpc_conn *conn);
 
 /* Sends req on conn and suspends the calling coroutine, conn's, until the
  * response has been read, an error happened or the timeout passed. Records

@@ -42,6 +42,7 @@ struct lc_opts {
     const char *stages;
     const char *iterations;
     const char *graceful_stop;
+    const char *graceful_ramp_down;
     const char *threads;
     const char *stack;
     const char *timeout;
@@ -85,6 +86,11 @@ void loadcli_usage(FILE *f)
         "shared-iterations (in all)\n"
         "  --graceful-stop D        time running iterations get at the end "
         "(default 30s)\n"
+        "  --graceful-ramp-down D   ramping-vus: time a VU the falling "
+        "target no longer\n"
+        "                           wants gets to end its iteration "
+        "(default 30s; 0: cut\n"
+        "                           it at once)\n"
         "  --threshold T            e.g. 'http_req_duration: p(95)<300ms' "
         "(repeatable)\n"
         "  --no-thresholds          ignore the workflow's own thresholds\n"
@@ -134,6 +140,7 @@ static int parse_flags(const char *prog, int argc, char **argv,
                 {"stages", &o->stages},
                 {"iterations", &o->iterations},
                 {"graceful-stop", &o->graceful_stop},
+                {"graceful-ramp-down", &o->graceful_ramp_down},
                 {"threads", &o->threads},
                 {"stack", &o->stack},
                 {"timeout", &o->timeout},
@@ -270,6 +277,7 @@ static int build_engine(const char *prog, const struct lc_opts *o,
     e->max_vus = wf->max_vus;
     e->iterations = wf->iterations > 0 ? (uint64_t)wf->iterations : 0;
     e->graceful_stop_ns = INT64_C(30) * CLOCK_NS_PER_S;
+    e->graceful_ramp_down_ns = INT64_C(30) * CLOCK_NS_PER_S;
     if (o->vus != NULL &&
         (rc = int_flag(prog, "vus", o->vus, 1, ENGINE_VUS_MAX, &d)) == 0) {
         e->vus = (int)d;
@@ -305,6 +313,10 @@ static int build_engine(const char *prog, const struct lc_opts *o,
     if (rc == 0 && o->graceful_stop != NULL) {
         rc = dur_flag(prog, "graceful-stop", o->graceful_stop,
                       &e->graceful_stop_ns);
+    }
+    if (rc == 0 && o->graceful_ramp_down != NULL) {
+        rc = dur_flag(prog, "graceful-ramp-down", o->graceful_ramp_down,
+                      &e->graceful_ramp_down_ns);
     }
     if (rc == 0 && o->timeout != NULL) {
         rc = dur_flag(prog, "timeout", o->timeout, &e->http.timeout_ns);
@@ -354,6 +366,13 @@ static int build_engine(const char *prog, const struct lc_opts *o,
         if (!has_iter) {
             e->iterations = 1;
         }
+    }
+    /* k6 takes gracefulRampDown on ramping-vus only. */
+    if (o->graceful_ramp_down != NULL && e->executor != ENGINE_RAMPING_VUS) {
+        return usage_err(prog,
+                         "--graceful-ramp-down is for ramping-vus only (the "
+                         "executor is %s)",
+                         engine_executor_str(e->executor));
     }
     /* What each executor needs, said plainly before anything runs. */
     switch (e->executor) {

@@ -522,6 +522,10 @@ static json_t *executor_json(const struct engine_config *e)
                         json_integer((json_int_t)e->iterations));
     json_object_set_new(o, "duration_ms", ms(e->duration_ns));
     json_object_set_new(o, "graceful_stop_ms", ms(e->graceful_stop_ns));
+    if (e->executor == ENGINE_RAMPING_VUS) {
+        json_object_set_new(o, "graceful_ramp_down_ms",
+                            ms(e->graceful_ramp_down_ns));
+    }
     for (size_t i = 0; i < e->n_stages; i++) {
         json_t *s = json_object();
 
