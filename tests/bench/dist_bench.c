@@ -610,8 +610,7 @@ static double handoff_round(int n)
             break;
         }
         if (now_s() - t0 > 600) {
-            die("%" PRId64 " runs still queued or running after 600 s",
-                active);
+            die("%" PRId64 " runs still queued or running after 600 s", active);
         }
         sleep_ms(10);
     }
