@@ -105,6 +105,10 @@ struct fetcher {
     struct bus_pull *pull;
     struct bus_sub *hint_sub; /* core copies of this suite's jobs */
     bool hinted;              /* under s->fetch_lock: look now */
+    /* Under s->fetch_lock: hinted, or stopping. One per fetcher: a
+     * shared one woke every suite's thread for each hint, and all but
+     * one went back to sleep (a tenth of a worker's context switches). */
+    pthread_cond_t cond;
     pthread_t thread;
     bool started;
 };
@@ -159,10 +163,9 @@ struct serve {
     struct bus *bus;
     struct loopq *inbox;
     struct bus_sub *cancel_sub;
-    sem_t tokens; /* free slots for fetchers to claim */
-    pthread_mutex_t fetch_lock;
-    pthread_cond_t fetch_cond; /* a hint arrived, or stopping */
-    atomic_bool stopping;      /* fetchers and setup: stop */
+    sem_t tokens;               /* free slots for fetchers to claim */
+    pthread_mutex_t fetch_lock; /* the fetchers' hinted and cond */
+    atomic_bool stopping;       /* fetchers and setup: stop */
     atomic_bool nats_up;
     pthread_t setup_thread;
     bool setup_started;
@@ -354,7 +357,7 @@ static void on_hint(void *arg, struct bus_msg *m)
     bus_msg_free(m);
     pthread_mutex_lock(&f->s->fetch_lock);
     f->hinted = true;
-    pthread_cond_broadcast(&f->s->fetch_cond);
+    pthread_cond_signal(&f->cond);
     pthread_mutex_unlock(&f->s->fetch_lock);
 }
 
@@ -371,7 +374,7 @@ static bool wait_for_work(struct fetcher *f, int64_t sweep_at)
         struct timespec until = {(time_t)(sweep_at / CLOCK_NS_PER_S),
                                  (long)(sweep_at % CLOCK_NS_PER_S)};
 
-        (void)pthread_cond_timedwait(&s->fetch_cond, &s->fetch_lock, &until);
+        (void)pthread_cond_timedwait(&f->cond, &s->fetch_lock, &until);
     }
     hinted = f->hinted;
     f->hinted = false;
@@ -1475,6 +1478,10 @@ static int start_metrics(struct serve *s)
 
 static int make_fetchers(struct serve *s)
 {
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wait_for_work */
     s->n_fetchers = registry_count();
     s->fetchers = mem_calloc(s->n_fetchers + 1, sizeof(*s->fetchers));
     for (size_t i = 0; i < s->n_fetchers; i++) {
@@ -1483,11 +1490,13 @@ static int make_fetchers(struct serve *s)
 
         f->s = s;
         f->suite = su;
+        pthread_cond_init(&f->cond, &ca);
         subjects_job(s->cfg.pool, registry_namespace(su), su->name, f->subject,
                      sizeof(f->subject));
         subjects_job_consumer(s->cfg.pool, registry_namespace(su), su->name,
                               f->consumer, sizeof(f->consumer));
     }
+    pthread_condattr_destroy(&ca);
     return ST_OK;
 }
 
@@ -1498,7 +1507,10 @@ static void serve_cleanup(struct serve *s)
         sem_post(&s->tokens); /* wakes the fetchers waiting for a token */
     }
     pthread_mutex_lock(&s->fetch_lock);
-    pthread_cond_broadcast(&s->fetch_cond); /* and those waiting for work */
+    for (size_t i = 0; i < s->n_fetchers; i++) {
+        /* and those waiting for work */
+        pthread_cond_signal(&s->fetchers[i].cond);
+    }
     pthread_mutex_unlock(&s->fetch_lock);
     if (s->setup_started) {
         pthread_join(s->setup_thread, NULL);
@@ -1509,6 +1521,7 @@ static void serve_cleanup(struct serve *s)
             pthread_join(s->fetchers[i].thread, NULL);
         }
         bus_pull_free(s->fetchers[i].pull);
+        pthread_cond_destroy(&s->fetchers[i].cond);
     }
     free(s->fetchers);
     if (s->pub_thread) {
@@ -1586,14 +1599,6 @@ int serve_main(const char *prog, int argc, char **argv)
     }
     sem_init(&s->tokens, 0, (unsigned)s->cfg.concurrency);
     pthread_mutex_init(&s->fetch_lock, NULL);
-    {
-        pthread_condattr_t ca;
-
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&s->fetch_cond, &ca);
-        pthread_condattr_destroy(&ca);
-    }
     pthread_mutex_init(&s->pub_lock, NULL);
     pthread_cond_init(&s->pub_cond, NULL);
     build_suites(s);
