@@ -502,6 +502,9 @@ static int bus_make_options(const struct bus_config *cfg, struct bus *b,
         /* Spread a fleet over the list; nats.c randomizes by default. */
         s = natsOptions_SetNoRandomize(opts, false);
     }
+    if (s == NATS_OK && cfg->send_asap) {
+        s = natsOptions_SetSendAsap(opts, true);
+    }
     if (s == NATS_OK && cfg->name) {
         s = natsOptions_SetName(opts, cfg->name);
     }

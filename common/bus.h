@@ -36,6 +36,12 @@ struct bus_config {
      * bus_free has started. Must not call bus_free. May be NULL. */
     void (*on_state)(void *arg, bool connected);
     void *arg;
+    /* Each publish written to the socket by the publishing thread rather
+     * than handed to nats.c's flusher thread: no thread wake-up per
+     * message. For connections that publish a message at a time (a
+     * worker); bulk publishers (the ingester's acks) do better with the
+     * flusher's batching. */
+    bool send_asap;
 };
 
 /* Connects. If the server is unreachable, keeps retrying in the background

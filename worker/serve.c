@@ -1621,6 +1621,9 @@ int serve_main(const char *prog, int argc, char **argv)
     bc.password = s->cfg.password;
     bc.on_state = on_nats_state;
     bc.arg = s;
+    /* A job's few publishes (fetch, result, ack, events) go out from the
+     * thread that makes them, not through nats.c's flusher thread. */
+    bc.send_asap = true;
     if (bus_connect(&bc, &s->bus) != ST_OK) {
         fprintf(stderr, "%s serve: --nats-url \"%s\": cannot be used\n", prog,
                 s->cfg.nats_url);
