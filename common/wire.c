@@ -129,6 +129,13 @@ static bool finite_nonneg(double v)
     return isfinite(v) && v >= 0;
 }
 
+/* A LoadSpec duration that must be set (>= 0): at most the API's. Those
+ * below 0 meaning "unset" (graceful stop and ramp-down) are only capped. */
+static bool load_dur_ok(int64_t ms)
+{
+    return ms >= 0 && ms <= WIRE_LOAD_DURATION_MAX_MS;
+}
+
 /* A checked copy of an untrusted LoadSpec, or NULL. */
 static struct wire_load *load_from_pb(const Handoff__V1__LoadSpec *m)
 {
@@ -136,10 +143,12 @@ static struct wire_load *load_from_pb(const Handoff__V1__LoadSpec *m)
 
     if (m->phase < HANDOFF__V1__LOAD_SPEC__PHASE__PHASE_SHARD ||
         m->phase > HANDOFF__V1__LOAD_SPEC__PHASE__PHASE_TEARDOWN ||
-        !*m->workflow || m->duration_ms < 0 || !finite_nonneg(m->rate) ||
-        m->time_unit_ms < 0 || m->n_stages > WIRE_LOAD_STAGES_MAX ||
-        m->max_duration_ms < 0 ||
-        m->graceful_ramp_down_ms > WIRE_LOAD_GRACE_MAX_MS || m->shards < 0 ||
+        !*m->workflow || !load_dur_ok(m->duration_ms) ||
+        !finite_nonneg(m->rate) || !load_dur_ok(m->time_unit_ms) ||
+        m->n_stages > WIRE_LOAD_STAGES_MAX ||
+        !load_dur_ok(m->max_duration_ms) ||
+        m->graceful_stop_ms > WIRE_LOAD_DURATION_MAX_MS ||
+        m->graceful_ramp_down_ms > WIRE_LOAD_DURATION_MAX_MS || m->shards < 0 ||
         m->shards > WIRE_LOAD_SHARDS_MAX || m->shard < 0 ||
         (m->shards > 0 && m->shard >= m->shards) ||
         m->setup_data.len > WIRE_LOAD_SETUP_MAX ||
@@ -147,7 +156,7 @@ static struct wire_load *load_from_pb(const Handoff__V1__LoadSpec *m)
         return NULL;
     }
     for (size_t i = 0; i < m->n_stages; i++) {
-        if (m->stages[i]->duration_ms < 0 ||
+        if (!load_dur_ok(m->stages[i]->duration_ms) ||
             !finite_nonneg(m->stages[i]->target)) {
             return NULL;
         }

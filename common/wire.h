@@ -33,8 +33,11 @@ enum wire_load_phase {
 /* Shards of a load run at most (the API's limit): a shard's VU ids come
  * after those of every shard before it. */
 #define WIRE_LOAD_SHARDS_MAX 1000
-/* The longest graceful ramp-down a LoadSpec may carry (the API's 720h). */
-#define WIRE_LOAD_GRACE_MAX_MS (INT64_C(720) * 3600 * 1000)
+/* The longest duration a LoadSpec may carry, each of them (the API's
+ * 720h): a stage, the duration, a time unit, a graceful stop or
+ * ramp-down, a max duration. What a message carries is turned into
+ * nanoseconds; this keeps every sum of them far from overflow. */
+#define WIRE_LOAD_DURATION_MAX_MS (INT64_C(720) * 3600 * 1000)
 
 struct wire_load_stage {
     int64_t duration_ms;

@@ -561,7 +561,7 @@ static void test_wire_load_spec_refuses_out_of_range_fields(void **state)
 
     (void)state;
     buf_init(&b, 0);
-    for (int c = 0; c < 8; c++) {
+    for (int c = 0; c < 12; c++) {
         j.load = sample_load();
         switch (c) {
         case 0:
@@ -581,10 +581,23 @@ static void test_wire_load_spec_refuses_out_of_range_fields(void **state)
             j.load->duration_ms = -1;
             break;
         case 5:
-            j.load->graceful_ramp_down_ms = WIRE_LOAD_GRACE_MAX_MS + 1;
+            j.load->graceful_ramp_down_ms = WIRE_LOAD_DURATION_MAX_MS + 1;
             break;
         case 6:
             j.load->shards = WIRE_LOAD_SHARDS_MAX + 1;
+            break;
+        case 7:
+            /* ms -> ns of these would overflow an int64 */
+            j.load->duration_ms = INT64_MAX / 2;
+            break;
+        case 8:
+            j.load->stages[0].duration_ms = WIRE_LOAD_DURATION_MAX_MS + 1;
+            break;
+        case 9:
+            j.load->graceful_stop_ms = INT64_MAX;
+            break;
+        case 10:
+            j.load->time_unit_ms = WIRE_LOAD_DURATION_MAX_MS + 1;
             break;
         default:
             free(j.load->setup_data);
