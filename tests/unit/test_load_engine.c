@@ -135,6 +135,8 @@ static void test_engine_runs_vus_on_threads_and_merges_metrics(void **state)
     assert_int_equal(hist_count(res.iteration_ns), res.iterations);
     assert_true(res.elapsed_ns >= 300 * CLOCK_NS_PER_MS);
     assert_true(res.elapsed_ns < 5 * CLOCK_NS_PER_S);
+    /* Shorter than a second: only the last hand-over counts its VUs. */
+    assert_int_equal(res.vus_max, 8);
     engine_result_cleanup(&res);
 }
 

@@ -146,6 +146,7 @@ struct eng_thread {
     int max_vus;     /* this thread's share */
     int pre_vus;     /* arrival-rate: its share of the pre-allocated */
     int vu_seq;      /* slots used so far */
+    int vus_at_end;  /* n_vus when the run ended, before they were freed */
     int *free_slots; /* arrival-rate: slots of VUs let go, for reuse */
     int n_free_slots;
     int n_done;
@@ -774,7 +775,9 @@ static bool hand_over(struct eng_thread *th, bool final)
     d->sec = th->sec;
     d->vus = th->n_active;
     full->vus = th->n_active;
-    full->vus_max = th->n_vus;
+    /* The last second's VUs are freed before it is handed over (their
+     * fini may still record): it counts those that ended in it. */
+    full->vus_max = final ? th->vus_at_end : th->n_vus;
     pthread_mutex_lock(&run->lock);
     *run->queue_tail = d;
     run->queue_tail = &d->next;
@@ -1099,6 +1102,7 @@ static void *thread_main(void *arg)
         thread_run(th);
     }
     /* The VUs go now, on their thread (fini may use the loop). */
+    th->vus_at_end = th->n_vus;
     for (int i = 0; i < th->n_vus; i++) {
         vu_free(th->vus[i], run->cfg);
     }
