@@ -82,6 +82,12 @@ char *subjects_events(int64_t run_id, char *out, size_t outlen)
     return out;
 }
 
+char *subjects_load_points(int64_t run_id, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "handoff.events.%" PRId64 ".load", run_id);
+    return out;
+}
+
 char *subjects_results(int64_t run_id, const char *kind, char *out,
                        size_t outlen)
 {

@@ -24,6 +24,9 @@ char *subjects_job(const char *pool, const char *ns, const char *suite,
 char *subjects_job_consumer(const char *pool, const char *ns, const char *suite,
                             char *out, size_t outlen);
 char *subjects_events(int64_t run_id, char *out, size_t outlen);
+/* handoff.events.<run>.load: a load run's merged seconds, for its live
+ * view. */
+char *subjects_load_points(int64_t run_id, char *out, size_t outlen);
 /* kind: "started" or "result". */
 char *subjects_results(int64_t run_id, const char *kind, char *out,
                        size_t outlen);

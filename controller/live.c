@@ -90,7 +90,7 @@ static int watch_ref(struct live *l, int64_t run_id)
     subjects_events(run_id, subject, sizeof(subject));
     rc = bus_subscribe(l->bus, subject, NULL, on_event_msg, l, &w.events);
     if (rc == ST_OK) {
-        strncat(subject, ".load", sizeof(subject) - strlen(subject) - 1);
+        subjects_load_points(run_id, subject, sizeof(subject));
         rc = bus_subscribe(l->bus, subject, NULL, on_event_msg, l, &w.load);
     }
     if (rc != ST_OK) {

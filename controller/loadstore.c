@@ -1186,8 +1186,7 @@ void loadstore_after_commit(struct db *d, struct bus *bus,
     for (size_t i = 0; i < fx->n_points; i++) {
         char subject[96];
 
-        subjects_events(fx->points[i].run_id, subject, sizeof(subject));
-        strncat(subject, ".load", sizeof(subject) - strlen(subject) - 1);
+        subjects_load_points(fx->points[i].run_id, subject, sizeof(subject));
         (void)bus_publish(bus, subject, fx->points[i].json,
                           strlen(fx->points[i].json));
     }
