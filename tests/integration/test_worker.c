@@ -50,6 +50,30 @@ struct worker {
     char log[128];
 };
 
+/* Workers started and not yet seen to exit: a test that fails stops
+ * where it is, and the group teardown kills what it left running (a
+ * leftover worker would announce its suites to the next tests' stack). */
+static pid_t started[16];
+
+static void note_started(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof(started) / sizeof(started[0]); i++) {
+        if (started[i] == 0) {
+            started[i] = pid;
+            return;
+        }
+    }
+}
+
+static void note_gone(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof(started) / sizeof(started[0]); i++) {
+        if (started[i] == pid) {
+            started[i] = 0;
+        }
+    }
+}
+
 static void worker_start(struct worker *w, const char *pool, const char *tag)
 {
     char *argv[24];
@@ -83,6 +107,7 @@ static void worker_start(struct worker *w, const char *pool, const char *tag)
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     assert_int_equal(posix_spawn(&w->pid, bin, &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
+    note_started(w->pid);
 }
 
 /* Waits for the worker to exit; returns its exit status (128+sig if
@@ -96,6 +121,7 @@ static int worker_wait(struct worker *w, long timeout_ms)
         pid_t r = waitpid(w->pid, &status, WNOHANG);
 
         if (r == w->pid) {
+            note_gone(w->pid);
             w->pid = 0;
             return WIFEXITED(status) ? WEXITSTATUS(status)
                                      : 128 + WTERMSIG(status);
@@ -104,6 +130,7 @@ static int worker_wait(struct worker *w, long timeout_ms)
     }
     kill(w->pid, SIGKILL);
     waitpid(w->pid, &status, 0);
+    note_gone(w->pid);
     w->pid = 0;
     return -1;
 }
@@ -665,6 +692,12 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
+    for (size_t i = 0; i < sizeof(started) / sizeof(started[0]); i++) {
+        if (started[i] > 0) {
+            kill(started[i], SIGKILL);
+            waitpid(started[i], NULL, 0);
+        }
+    }
     bus_free(bus);
     return 0;
 }
