@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1067,7 +1069,9 @@ static void on_suite_timer(evutil_socket_t fd, short what, void *arg)
  * tenth of a worker's CPU with short suites (ext4 allocating inodes).
  * The names are predictable, so they live in a directory of this process
  * (mkdtemp, 0700) that nobody else can write to, one per parent directory,
- * removed when the process exits. */
+ * removed when the process exits. A process killed (SIGKILL, the OOM
+ * killer) cannot remove its base: the first base a process makes in a
+ * parent removes those of dead ones there (sweep_stale_bases). */
 #define RUNNER_TEMP_BASES 8
 
 static struct {
@@ -1078,6 +1082,7 @@ static struct {
     char *base[RUNNER_TEMP_BASES];
     pid_t owner[RUNNER_TEMP_BASES]; /* the process that made it: a forked
                                        child inherits it, never removes it */
+    int lock_fd[RUNNER_TEMP_BASES]; /* the base, flock'd while we live */
     uint64_t seq;
 } temp_bases = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -1086,6 +1091,9 @@ static void remove_temp_bases(void)
     for (size_t i = 0; i < temp_bases.n; i++) {
         if (temp_bases.owner[i] == getpid()) {
             nftw(temp_bases.base[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+            if (temp_bases.lock_fd[i] >= 0) {
+                close(temp_bases.lock_fd[i]);
+            }
         }
         free(temp_bases.base[i]);
         free(temp_bases.parent[i]);
@@ -1093,11 +1101,50 @@ static void remove_temp_bases(void)
     temp_bases.n = 0;
 }
 
+/* Removes the bases under parent that belong to nobody any more: named
+ * handoff-<pid>-XXXXXX, ours (uid), not locked (a base's process holds an
+ * flock on it while it lives: that holds across pid namespaces sharing the
+ * directory) and its pid gone (bases of older versions took no lock).
+ * Best effort. */
+static void sweep_stale_bases(const char *parent)
+{
+    DIR *dir = opendir(parent);
+    struct dirent *e;
+
+    while (dir && (e = readdir(dir)) != NULL) {
+        int pid = 0;
+        int end = 0;
+        char *path;
+        struct stat st;
+        int fd;
+
+        if (sscanf(e->d_name, "handoff-%d-%n", &pid, &end) != 1 || end == 0 ||
+            strlen(e->d_name + end) != 6 || pid <= 0 || pid == getpid()) {
+            continue;
+        }
+        path = mem_printf("%s/%s", parent, e->d_name);
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0 && kill(pid, 0) != 0 &&
+            errno == ESRCH) {
+            nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        free(path);
+    }
+    if (dir) {
+        closedir(dir);
+    }
+}
+
 /* The private directory under parent, made on first use; NULL on error
  * (errno set) or when there are too many parents. Under the lock. */
 static const char *temp_base(const char *parent)
 {
     char *tmpl;
+    int fd;
 
     for (size_t i = 0; i < temp_bases.n; i++) {
         if (strcmp(temp_bases.parent[i], parent) == 0) {
@@ -1108,10 +1155,15 @@ static const char *temp_base(const char *parent)
         errno = EMFILE;
         return NULL;
     }
+    sweep_stale_bases(parent);
     tmpl = mem_printf("%s/handoff-%d-XXXXXX", parent, (int)getpid());
     if (!mkdtemp(tmpl)) {
         free(tmpl);
         return NULL;
+    }
+    fd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)flock(fd, LOCK_EX | LOCK_NB); /* ours alone: it is new */
     }
     if (!temp_bases.at_exit) {
         temp_bases.at_exit = true;
@@ -1119,6 +1171,7 @@ static const char *temp_base(const char *parent)
     }
     temp_bases.parent[temp_bases.n] = mem_strdup(parent);
     temp_bases.owner[temp_bases.n] = getpid();
+    temp_bases.lock_fd[temp_bases.n] = fd;
     temp_bases.base[temp_bases.n++] = tmpl;
     return tmpl;
 }

@@ -2,7 +2,10 @@
  * retries and flaky marking, filters, timeouts, crash isolation, output
  * capture and caps, cancel, setup and teardown rules. The suites under test
  * are defined here and run in children forked by a real zygote. */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <event2/event.h>
 #include <poll.h>
 #include <pthread.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -875,6 +879,74 @@ static void test_runner_restores_env_and_removes_tempdirs(void **state)
     finish_run(r, &cap);
 }
 
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+                    struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* A dir under parent named as a base of process pid, with a file in it;
+ * returns its path (caller frees). */
+static char *fake_base(const char *parent, pid_t pid, const char *tail)
+{
+    char *dir = mem_printf("%s/handoff-%d-%s", parent, (int)pid, tail);
+    char *file = mem_printf("%s/left", dir);
+    FILE *f;
+
+    assert_int_equal(mkdir(dir, 0700), 0);
+    f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    free(file);
+    return dir;
+}
+
+/* The first run in a parent removes the bases of dead processes there
+ * (killed, they could not), and only those. */
+static void test_runner_removes_temp_bases_of_dead_processes(void **state)
+{
+    char parent[] = "/tmp/handoff-unit-parent-XXXXXX";
+    struct runner_config cfg = {0};
+    struct capture cap;
+    struct stat st;
+    pid_t dead = fork();
+    char *stale;
+    char *locked;
+    char *alive;
+    int lock_fd;
+
+    (void)state;
+    if (dead == 0) {
+        _exit(0);
+    }
+    assert_true(dead > 0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    assert_non_null(mkdtemp(parent));
+    stale = fake_base(parent, dead, "stale1");
+    /* Dead here, but locked: a process of another pid namespace. */
+    locked = fake_base(parent, dead, "lockd1");
+    lock_fd = open(locked, O_RDONLY | O_DIRECTORY);
+    assert_true(lock_fd >= 0);
+    assert_int_equal(flock(lock_fd, LOCK_EX), 0);
+    /* Alive (this process's parent), unlocked: an older version's. */
+    alive = fake_base(parent, getppid(), "alive1");
+    cfg.tempdir_parent = parent;
+    finish_run(run("environment", &cfg, &cap, 0), &cap);
+    assert_int_equal(stat(stale, &st), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(stat(locked, &st), 0);
+    assert_int_equal(stat(alive, &st), 0);
+    close(lock_fd);
+    nftw(parent, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(stale);
+    free(locked);
+    free(alive);
+}
+
 static void test_runner_cancel_lets_test_return_and_skips_rest(void **state)
 {
     struct runner_config cfg = {0};
@@ -1071,6 +1143,7 @@ int main(void)
         cmocka_unit_test(test_runner_caps_output_and_reports_dropped_bytes),
         cmocka_unit_test(test_runner_keeps_output_and_logs_in_order),
         cmocka_unit_test(test_runner_restores_env_and_removes_tempdirs),
+        cmocka_unit_test(test_runner_removes_temp_bases_of_dead_processes),
         cmocka_unit_test(test_runner_cancel_lets_test_return_and_skips_rest),
         cmocka_unit_test(test_runner_kills_test_that_ignores_cancel),
         cmocka_unit_test(test_runner_deadline_can_be_extended_and_observed),
