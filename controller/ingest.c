@@ -609,10 +609,34 @@ static char *spans_json(const struct result_attempt *a)
     return text;
 }
 
-/* COPYs the test rows of every new result of the batch. */
+/* Whether a test attempt of a new result of the batch set values or
+ * spans. */
+static bool batch_has_extras(const struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        const struct imsg *m = &b->msgs[i];
+
+        for (size_t t = 0;
+             m->kind == IM_RESULT && m->is_new && t < m->result.n_tests; t++) {
+            const struct result_test *test = &m->result.tests[t];
+
+            for (size_t k = 0; k < test->n_attempts; k++) {
+                if (test->attempts[k].n_values || test->attempts[k].n_spans) {
+                    return true;
+                }
+            }
+        }
+    }
+    return false;
+}
+
+/* COPYs the test rows of every new result of the batch. A batch where no
+ * test set values or spans leaves those columns to their defaults ('{}',
+ * '[]'): PostgreSQL then parses no JSON per row. */
 static int copy_tests(struct db *d, const struct batch *b)
 {
     bool any = false;
+    bool extras;
     int rc;
 
     for (size_t i = 0; i < b->n; i++) {
@@ -622,10 +646,16 @@ static int copy_tests(struct db *d, const struct batch *b)
     if (!any) {
         return ST_OK;
     }
-    rc = db_copy_begin(d, "COPY test_results (run_id, job_id, job_attempt, "
-                          "seq, name, attempt, result, soft_failure, "
-                          "started_at, duration_ms, reason, log, log_dropped, "
-                          "\"values\", spans) FROM STDIN");
+    extras = batch_has_extras(b);
+    rc = db_copy_begin(d, extras ? "COPY test_results (run_id, job_id, "
+                                   "job_attempt, seq, name, attempt, result, "
+                                   "soft_failure, started_at, duration_ms, "
+                                   "reason, log, log_dropped, \"values\", "
+                                   "spans) FROM STDIN"
+                                 : "COPY test_results (run_id, job_id, "
+                                   "job_attempt, seq, name, attempt, result, "
+                                   "soft_failure, started_at, duration_ms, "
+                                   "reason, log, log_dropped) FROM STDIN");
     for (size_t i = 0; i < b->n && rc == ST_OK; i++) {
         const struct imsg *m = &b->msgs[i];
         char run[24];
@@ -672,7 +702,7 @@ static int copy_tests(struct db *d, const struct batch *b)
                 f[12] = dropped;
                 f[13] = values ? values : "{}";
                 f[14] = spans ? spans : "[]";
-                rc = db_copy_row(d, 15, f);
+                rc = db_copy_row(d, extras ? 15 : 13, f);
                 free(values);
                 free(spans);
             }
