@@ -647,15 +647,14 @@ static int copy_tests(struct db *d, const struct batch *b)
         return ST_OK;
     }
     extras = batch_has_extras(b);
-    rc = db_copy_begin(d, extras ? "COPY test_results (run_id, job_id, "
-                                   "job_attempt, seq, name, attempt, result, "
-                                   "soft_failure, started_at, duration_ms, "
-                                   "reason, log, log_dropped, \"values\", "
-                                   "spans) FROM STDIN"
-                                 : "COPY test_results (run_id, job_id, "
-                                   "job_attempt, seq, name, attempt, result, "
-                                   "soft_failure, started_at, duration_ms, "
-                                   "reason, log, log_dropped) FROM STDIN");
+#define TEST_ROW_COLS                                                          \
+    "run_id, job_id, job_attempt, seq, name, attempt, result, soft_failure, "  \
+    "started_at, duration_ms, reason, log, log_dropped"
+    rc = db_copy_begin(d, extras ? "COPY test_results (" TEST_ROW_COLS
+                                   ", \"values\", spans) FROM STDIN"
+                                 : "COPY test_results (" TEST_ROW_COLS
+                                   ") FROM STDIN");
+#undef TEST_ROW_COLS
     for (size_t i = 0; i < b->n && rc == ST_OK; i++) {
         const struct imsg *m = &b->msgs[i];
         char run[24];
@@ -751,7 +750,7 @@ static int finish_jobs(struct db *d, struct batch *b, size_t lo, size_t hi)
                    "attempts = greatest(j.attempts, f.job_attempt), "
                    "published_at = coalesce(j.published_at, now()), "
                    /* No JobStarted for a short first attempt (the
-                    * worker's SERVE_STARTED_DELAY_MS): its start. */
+                    * worker's --started-delay): its start. */
                    "started_at = coalesce(j.started_at, f.started_at) "
                    "FROM unnest($1::text[], $2::text[], $3::int[], "
                    "$4::text[], $5::int[], $6::timestamptz[]) AS "

@@ -142,6 +142,10 @@ static void write_out(struct child *c, const void *data, size_t len)
 static void put_piece(struct child *c, const uint8_t *piece, size_t len,
                       bool hold)
 {
+    if (c->pend_len == 0 && !hold) {
+        write_out(c, piece, len);
+        return;
+    }
     if (c->pend_len + len <= sizeof(c->pend)) {
         memcpy(c->pend + c->pend_len, piece, len);
         c->pend_len += len;
