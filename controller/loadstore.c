@@ -158,12 +158,15 @@ int loadstore_check_workflow(struct db *d, const struct run_request *req,
     if (rc != ST_OK) {
         return rc;
     }
-    rc =
-        db_exec(d,
-                "SELECT workflows ? $3, coalesce((SELECT string_agg(w, ', ' "
-                "ORDER BY w) FROM jsonb_array_elements_text(workflows) w), "
-                "'') FROM suites WHERE namespace = $1 AND name = $2",
-                3, (const char *[]){ns, req->suite, req->load->workflow}, &res);
+    rc = db_exec(
+        d,
+        "SELECT workflows ? $3, coalesce((SELECT string_agg(w, ', ' "
+        "ORDER BY w) FROM jsonb_array_elements_text(workflows) w), "
+        "'') FROM suites WHERE namespace = $1 AND name = $2 "
+        "ORDER BY coalesce(pool = $4, false) DESC, last_seen DESC "
+        "LIMIT 1",
+        4, (const char *[]){ns, req->suite, req->load->workflow, req->pool},
+        &res);
     if (rc != ST_OK) {
         store_reply_db_error(out, rc);
     } else if (db_res_rows(res) != 1 ||
@@ -182,7 +185,8 @@ int loadstore_check_workflow(struct db *d, const struct run_request *req,
     return rc;
 }
 
-int loadstore_catalog_workflows(struct db *d, const struct wire_suite_info *si)
+int loadstore_catalog_workflows(struct db *d, const char *pool,
+                                const struct wire_suite_info *si)
 {
     json_t *arr = json_array();
     char *text;
@@ -193,9 +197,10 @@ int loadstore_catalog_workflows(struct db *d, const struct wire_suite_info *si)
     }
     text = json_dumps(arr, JSON_COMPACT);
     rc = db_exec(d,
-                 "UPDATE suites SET workflows = $3::jsonb WHERE namespace = "
-                 "$1 AND name = $2 AND workflows IS DISTINCT FROM $3::jsonb",
-                 3, (const char *[]){si->ns, si->name, text}, NULL);
+                 "UPDATE suites SET workflows = $3::jsonb WHERE pool = $4 "
+                 "AND namespace = $1 AND name = $2 AND workflows IS DISTINCT "
+                 "FROM $3::jsonb",
+                 4, (const char *[]){si->ns, si->name, text, pool}, NULL);
     free(text);
     json_decref(arr);
     return rc;

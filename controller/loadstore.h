@@ -38,9 +38,9 @@ MUST_CHECK int loadstore_check_workflow(struct db *d,
                                         const struct run_request *req,
                                         struct store_reply *out);
 
-/* The catalog's workflows of suite si, as a worker announced them. On the
- * caller's transaction; returns 0 or a database status. */
-MUST_CHECK int loadstore_catalog_workflows(struct db *d,
+/* The catalog's workflows of suite si, as a worker of pool announced them.
+ * On the caller's transaction; returns 0 or a database status. */
+MUST_CHECK int loadstore_catalog_workflows(struct db *d, const char *pool,
                                            const struct wire_suite_info *si);
 
 struct loadstore_job {

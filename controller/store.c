@@ -176,8 +176,8 @@ static void suite_not_found(struct db *d, const struct run_request *req,
 
     buf_init(&close, 0);
     buf_init(&all, 0);
-    if (db_exec(d, "SELECT namespace, name FROM suites ORDER BY 1, 2", 0, NULL,
-                &res) == ST_OK) {
+    if (db_exec(d, "SELECT DISTINCT namespace, name FROM suites ORDER BY 1, 2",
+                0, NULL, &res) == ST_OK) {
         size_t len = strlen(req->suite);
         size_t limit = len < 6 ? 2 : len / 3;
 
@@ -221,24 +221,31 @@ struct suite_row {
     int64_t run_id; /* find_suite_and_id: a new run id */
 };
 
-/* Finds the suite the request names. Returns 0 (found), or replies with
- * 404/409 and returns ST_NOT_FOUND, or another status on database error. */
+/* One row per namespace that has the suite: the row of the request's pool
+ * where that pool announced it, else the most recently seen of another
+ * pool's (migration 12). $1 suite, $2 namespace or NULL, $3 pool or NULL. */
+#define SUITE_ROWS                                                             \
+    "(SELECT DISTINCT ON (namespace) namespace, tests, timeout_ms "            \
+    "FROM suites WHERE name = $1 AND ($2::text IS NULL OR namespace = $2) "    \
+    "ORDER BY namespace, coalesce(pool = $3, false) DESC, last_seen DESC) s "  \
+    "ORDER BY namespace"
+
+/* Finds the suite the request names, as the request's pool knows it.
+ * Returns 0 (found), or replies with 404/409 and returns ST_NOT_FOUND, or
+ * another status on database error. */
 static int find_suite_ex(struct db *d, const struct run_request *req,
                          bool new_id, struct suite_row *out,
                          struct store_reply *reply)
 {
     struct db_res *res = NULL;
-    const char *p[2] = {req->suite, req->ns};
+    const char *p[3] = {req->suite, req->ns, req->pool};
     json_error_t jerr;
-    int rc = db_exec(d,
-                     new_id ? "SELECT namespace, tests, timeout_ms, "
-                              "nextval('runs_id_seq') FROM suites "
-                              "WHERE name = $1 AND ($2::text IS NULL OR "
-                              "namespace = $2) ORDER BY namespace"
-                            : "SELECT namespace, tests, timeout_ms FROM suites "
-                              "WHERE name = $1 AND ($2::text IS NULL OR "
-                              "namespace = $2) ORDER BY namespace",
-                     2, p, &res);
+    int rc =
+        db_exec(d,
+                new_id ? "SELECT namespace, tests, timeout_ms, "
+                         "nextval('runs_id_seq') FROM " SUITE_ROWS
+                       : "SELECT namespace, tests, timeout_ms FROM " SUITE_ROWS,
+                3, p, &res);
 
     if (rc != ST_OK) {
         db_res_free(res);
@@ -612,7 +619,8 @@ int store_resolve_suite(struct db *d, const char *suite, const char *ns_in,
     struct suite_row row = {0};
     int rc;
 
-    /* find_suite reads only the suite and namespace of a request. */
+    /* find_suite reads only the suite, namespace and pool of a request;
+     * without a pool, any pool's row. */
     req.suite = (char *)suite;
     req.ns = (char *)ns_in;
     rc = find_suite(d, &req, &row, out);
@@ -1579,12 +1587,12 @@ void store_list_suites(struct db *d, struct store_reply *out)
         "'description', s.description, 'max_attempts', s.max_attempts, "
         "'test_timeout_ms', s.test_timeout_ms, 'timeout_ms', s.timeout_ms, "
         "'tests', s.tests, 'workflows', s.workflows, "
-        "'last_seen', handoff_ts(s.last_seen), "
+        "'pool', s.pool, 'last_seen', handoff_ts(s.last_seen), "
         "'workers', (SELECT coalesce(jsonb_agg(w.id ORDER BY w.id), "
         "'[]'::jsonb) FROM workers w WHERE w.last_seen > now() - "
-        "interval '10 seconds' AND w.suites ? (s.namespace || '/' || "
-        "s.name))) ORDER BY s.namespace, s.name), '[]'::jsonb))::text "
-        "FROM suites s",
+        "interval '10 seconds' AND w.pool = s.pool AND w.suites ? "
+        "(s.namespace || '/' || s.name))) ORDER BY s.namespace, s.name, "
+        "s.pool), '[]'::jsonb))::text FROM suites s",
         out);
 }
 
@@ -1815,6 +1823,8 @@ int store_worker_seen(struct db *d, const struct wire_worker *w,
                 (const char *[]){p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
                                  p[8], p[9], p[10], bye ? "true" : "false"},
                 NULL);
+    const char *pool = w->pool ? w->pool : "";
+
     for (size_t i = 0; rc == ST_OK && suites_changed && i < w->n_suites; i++) {
         const struct wire_suite_info *si = &w->suites[i];
         json_t *tests = json_array();
@@ -1834,12 +1844,16 @@ int store_worker_seen(struct db *d, const struct wire_worker *w,
         fmt_i64(ma, sizeof(ma), si->max_attempts);
         fmt_i64(tt, sizeof(tt), si->test_timeout_ms);
         fmt_i64(to, sizeof(to), si->timeout_ms);
+        /* The pool's row (migration 12); a row from before pools, which
+         * no worker had, goes once a pool announces the suite. */
         rc = db_exec(d,
-                     "INSERT INTO suites (namespace, name, description, "
+                     "WITH gone AS (DELETE FROM suites WHERE pool = '' AND "
+                     "$8 <> '' AND namespace = $1 AND name = $2) "
+                     "INSERT INTO suites (pool, namespace, name, description, "
                      "max_attempts, test_timeout_ms, timeout_ms, tests, "
-                     "updated_at, last_seen) VALUES ($1, $2, $3, $4::int, "
+                     "updated_at, last_seen) VALUES ($8, $1, $2, $3, $4::int, "
                      "$5::bigint, $6::bigint, $7::jsonb, now(), now()) "
-                     "ON CONFLICT (namespace, name) DO UPDATE SET "
+                     "ON CONFLICT (pool, namespace, name) DO UPDATE SET "
                      "description = EXCLUDED.description, max_attempts = "
                      "EXCLUDED.max_attempts, test_timeout_ms = "
                      "EXCLUDED.test_timeout_ms, timeout_ms = "
@@ -1847,12 +1861,12 @@ int store_worker_seen(struct db *d, const struct wire_worker *w,
                      "updated_at = CASE WHEN suites.tests IS DISTINCT FROM "
                      "EXCLUDED.tests THEN now() ELSE suites.updated_at END, "
                      "last_seen = now()",
-                     7,
+                     8,
                      (const char *[]){si->ns, si->name, si->description, ma, tt,
-                                      to, tests_text},
+                                      to, tests_text, pool},
                      NULL);
         if (rc == ST_OK) {
-            rc = loadstore_catalog_workflows(d, si); /* docs/load.md */
+            rc = loadstore_catalog_workflows(d, pool, si); /* docs/load.md */
         }
         free(tests_text);
         json_decref(tests);

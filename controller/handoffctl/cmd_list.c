@@ -236,12 +236,14 @@ int cmd_suites(struct ctl *ctl, int argc, char **argv)
     const struct ctl_cmd cmd = {
         .name = "suites",
         .synopsis = "[flags]",
-        .summary = "Lists the suites the workers announce, with their number "
-                   "of tests and the\nworkers that have them.",
+        .summary = "Lists the suites the workers announce, one line per pool "
+                   "that has the suite,\nwith its number of tests there and "
+                   "the workers that have it.",
         .opts = opts,
         .n_opts = 1,
     };
-    static const char *const headers[] = {"NAMESPACE/NAME", "TESTS", "WORKERS"};
+    static const char *const headers[] = {"NAMESPACE/NAME", "POOL", "TESTS",
+                                          "WORKERS"};
     struct remote_suite_list l;
     struct remote_error err;
     struct buf raw;
@@ -276,10 +278,10 @@ int cmd_suites(struct ctl *ctl, int argc, char **argv)
 
         buf_init(&name, 0);
         buf_init(&workers, 0);
-        table_init(&t, 3, headers);
+        table_init(&t, 4, headers);
         for (size_t i = 0; i < l.n; i++) {
             const struct remote_suite *s = &l.suites[i];
-            const char *cells[3];
+            const char *cells[4];
 
             buf_reset(&name);
             buf_reset(&workers);
@@ -288,8 +290,9 @@ int cmd_suites(struct ctl *ctl, int argc, char **argv)
             join(&workers, s->workers, s->n_workers);
             snprintf(tests, sizeof(tests), "%zu", s->n_tests);
             cells[0] = buf_str(&name);
-            cells[1] = tests;
-            cells[2] = buf_str(&workers);
+            cells[1] = s->pool && *s->pool ? s->pool : "-";
+            cells[2] = tests;
+            cells[3] = buf_str(&workers);
             table_add(&t, cells);
         }
         table_print(&t, stdout);

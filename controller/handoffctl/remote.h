@@ -255,6 +255,7 @@ struct remote_suite {
     char *name;
     char *ns;
     char *description;
+    char *pool;   /* the pool whose workers announced this version */
     char **tests; /* test names */
     size_t n_tests;
     char **workers; /* ids of workers that have it */

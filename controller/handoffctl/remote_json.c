@@ -558,6 +558,7 @@ void remote_suite_list_cleanup(struct remote_suite_list *l)
         free(s->name);
         free(s->ns);
         free(s->description);
+        free(s->pool);
         free_str_array(s->tests, s->n_tests);
         free_str_array(s->workers, s->n_workers);
     }
@@ -614,6 +615,7 @@ int remote_json_suites(const char *text, size_t len,
         }
         s->ns = get_str(v, "namespace");
         s->description = get_str(v, "description");
+        s->pool = get_str(v, "pool");
         decode_suite_tests(get(v, "tests"), s);
         s->workers = get_str_array(v, "workers", &s->n_workers);
         s->last_seen_ns = get_time(v, "last_seen");

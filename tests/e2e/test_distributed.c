@@ -28,10 +28,13 @@
 #include <cmocka.h>
 
 #include "buf.h"
+#include "bus.h"
 #include "clock.h"
 #include "db.h"
 #include "e2e.h"
 #include "mem.h"
+#include "subjects.h"
+#include "wire.h"
 
 extern char **environ;
 
@@ -402,6 +405,183 @@ static void test_e2e_bad_inputs_get_4xx_and_leave_no_row(void **state)
                 jobs_before);
 }
 
+/* A worker's hello as a worker of pool would send it, with suite
+ * test/catalog holding the tests names (NULL-ended); kind "hello" or
+ * "bye". */
+static void announce(struct bus *b, const char *id, const char *pool,
+                     const char *kind, const char *const *names)
+{
+    struct wire_test_info tests[4] = {{0}};
+    struct wire_suite_info suite = {.name = (char *)"catalog",
+                                    .ns = (char *)"test",
+                                    .description = (char *)"",
+                                    .tests = tests};
+    struct wire_worker w = {.worker_id = (char *)id,
+                            .host = (char *)"e2e",
+                            .pool = (char *)pool,
+                            .suites = &suite,
+                            .n_suites = 1,
+                            .slots = 1,
+                            .free_slots = 1,
+                            .version = (char *)"e2e"};
+    char subject[256];
+    struct buf msg;
+
+    for (; names[suite.n_tests]; suite.n_tests++) {
+        tests[suite.n_tests].name = (char *)names[suite.n_tests];
+        tests[suite.n_tests].max_attempts = 1;
+    }
+    buf_init(&msg, 0);
+    wire_worker_encode(&w, &msg);
+    assert_int_equal(
+        bus_publish(b, subjects_worker(id, kind, subject, sizeof(subject)),
+                    msg.data, msg.len),
+        0);
+    buf_cleanup(&msg);
+}
+
+/* The entry of suite test/catalog for pool in GET /api/v1/suites's answer
+ * root, or NULL. */
+static json_t *catalog_entry(json_t *root, const char *pool)
+{
+    size_t i;
+    json_t *s;
+
+    json_array_foreach(json_object_get(root, "suites"), i, s)
+    {
+        if (strcmp(e2e_str_of(s, "name"), "catalog") == 0 &&
+            strcmp(e2e_str_of(s, "pool"), pool) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* POSTs a run of test/catalog in pool with the run filter; returns the
+ * status (and cancels a created run: no worker of these pools exists). */
+static long post_catalog_run(const char *pool, const char *filter)
+{
+    char body[256];
+    struct e2e_http h;
+    long status;
+
+    snprintf(body, sizeof(body),
+             "{\"suite\":\"catalog\",\"namespace\":\"test\",\"pool\":"
+             "\"%s\",\"run\":\"%s\"}",
+             pool, filter);
+    h = e2e_request(E.url, "POST", "/api/v1/runs", body, NULL);
+    status = h.status;
+    if (status == 201) {
+        json_t *j = e2e_json_of(&h);
+        char path[64];
+        struct e2e_http c;
+
+        snprintf(path, sizeof(path), "/api/v1/runs/%" PRId64 "/cancel",
+                 (int64_t)json_integer_value(json_object_get(j, "id")));
+        c = e2e_request(E.url, "POST", path, NULL, NULL);
+        assert_int_equal(c.status, 202);
+        buf_cleanup(&c.body);
+        json_decref(j);
+    } else if (status != 400 || !strstr(buf_str(&h.body), "select no test")) {
+        fail_msg("POST %s: %ld %s", body, status, buf_str(&h.body));
+    }
+    buf_cleanup(&h.body);
+    return status;
+}
+
+/* Waits until pool's entry of test/catalog lists n tests. */
+static void await_catalog_tests(const char *pool, int64_t n)
+{
+    int64_t until = clock_mono_ns() + 30 * CLOCK_NS_PER_S;
+    char sql[160];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM suites WHERE name = 'catalog' AND pool = "
+             "$1 AND jsonb_array_length(tests) = %" PRId64,
+             n);
+    while (e2e_sql_count(sql, pool) != 1) {
+        if (clock_mono_ns() > until) {
+            e2e_print_logs();
+            fail_msg("the catalog did not get %s's %" PRId64 " tests", pool, n);
+        }
+        e2e_sleep_ms(100);
+    }
+}
+
+/* Two pools run different builds of one suite (staging has a test that
+ * production has not yet): the catalog keeps an entry per pool, and a run
+ * is checked against its own pool's build, whichever pool announced last.
+ * A pool no worker of which has the suite falls back to the latest. */
+static void test_e2e_catalog_keeps_each_pools_build(void **state)
+{
+    struct bus_config bc = {.url = getenv("HANDOFF_NATS_URL")};
+    struct bus *b = NULL;
+    char prod[96];
+    char staging[96];
+    char nowhere[96];
+    struct e2e_http h;
+    json_t *root;
+    json_t *p;
+    json_t *s;
+
+    (void)state;
+    snprintf(prod, sizeof(prod), "%s-prod", E2E.pool);
+    snprintf(staging, sizeof(staging), "%s-staging", E2E.pool);
+    snprintf(nowhere, sizeof(nowhere), "%s-nowhere", E2E.pool);
+    assert_int_equal(bus_connect(&bc, &b), 0);
+    /* Production first, staging after: staging's newer build must not
+     * overwrite production's list, nor production's later one staging's. */
+    announce(b, "catalog-prod", prod, "hello",
+             (const char *const[]){"test_old", NULL});
+    await_catalog_tests(prod, 1);
+    announce(b, "catalog-staging", staging, "hello",
+             (const char *const[]){"test_old", "test_new", NULL});
+    await_catalog_tests(staging, 2);
+    h = e2e_request(E.url, "GET", "/api/v1/suites", NULL, NULL);
+    assert_int_equal(h.status, 200);
+    root = e2e_json_of(&h);
+    buf_cleanup(&h.body);
+    p = catalog_entry(root, prod);
+    s = catalog_entry(root, staging);
+    assert_non_null(p);
+    assert_non_null(s);
+    assert_int_equal(json_array_size(json_object_get(p, "tests")), 1);
+    assert_int_equal(json_array_size(json_object_get(s, "tests")), 2);
+    assert_int_equal(json_array_size(json_object_get(p, "workers")), 1);
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(p, "workers"), 0)),
+        "catalog-prod");
+    assert_int_equal(json_array_size(json_object_get(s, "workers")), 1);
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(s, "workers"), 0)),
+        "catalog-staging");
+    json_decref(root);
+    assert_int_equal(post_catalog_run(staging, "^test_new$"), 201);
+    assert_int_equal(post_catalog_run(prod, "^test_new$"), 400);
+    /* No worker of this pool has it: the latest seen (staging) decides. */
+    assert_int_equal(post_catalog_run(nowhere, "^test_new$"), 201);
+
+    /* Production moves on to a build of its own. */
+    announce(b, "catalog-prod", prod, "hello",
+             (const char *const[]){"test_old", "test_mid", NULL});
+    await_catalog_tests(prod, 2);
+    assert_int_equal(post_catalog_run(staging, "^test_new$"), 201);
+    assert_int_equal(post_catalog_run(prod, "^test_new$"), 400);
+    assert_int_equal(post_catalog_run(prod, "^test_mid$"), 201);
+    assert_int_equal(post_catalog_run(nowhere, "^test_mid$"), 201);
+    assert_int_equal(post_catalog_run(nowhere, "^test_new$"), 400);
+    assert_int_equal(e2e_sql_count("SELECT count(*) FROM suites WHERE name = "
+                                   "'catalog' AND namespace = $1",
+                                   "test"),
+                     2);
+
+    announce(b, "catalog-prod", prod, "bye",
+             (const char *const[]){"test_old", "test_mid", NULL});
+    announce(b, "catalog-staging", staging, "bye",
+             (const char *const[]){"test_old", "test_new", NULL});
+    bus_free(b);
+}
+
 struct sse {
     struct buf raw;
 };
@@ -711,6 +891,7 @@ int main(void)
         cmocka_unit_test(test_e2e_created_body_equals_the_stored_run),
         cmocka_unit_test(test_e2e_list_filters_and_pages),
         cmocka_unit_test(test_e2e_bad_inputs_get_4xx_and_leave_no_row),
+        cmocka_unit_test(test_e2e_catalog_keeps_each_pools_build),
         cmocka_unit_test(test_e2e_live_events_arrive_in_order),
         cmocka_unit_test(test_e2e_cancel_stops_a_running_run),
         cmocka_unit_test(test_e2e_handoffctl_wait_exit_codes),

@@ -802,8 +802,10 @@ static const char suites_json[] =
     "\"test_timeout_ms\": 60000, \"timeout_ms\": 3600000, \"tests\": "
     "[{\"name\": \"test_pass\", \"max_attempts\": 1, \"timeout_ms\": 60000}, "
     "{\"name\": \"test_fail\"}, {\"name\": \"test_skip\"}], \"workers\": "
-    "[\"worker-a\", \"worker-b\"], \"last_seen\": \"2026-11-23T10:00:05Z\"}, "
-    "{\"name\": \"httpapi\", \"namespace\": \"examples\", \"tests\": "
+    "[\"worker-a\", \"worker-b\"], \"pool\": \"default\", \"last_seen\": "
+    "\"2026-11-23T10:00:05Z\"}, "
+    "{\"name\": \"httpapi\", \"namespace\": \"examples\", \"pool\": \"gpu\", "
+    "\"tests\": "
     "[{\"name\": \"a\"}, {\"name\": \"b\"}], \"workers\": []}, "
     "{\"name\": 5}, \"junk\", {\"name\": \"odd\", \"tests\": 3, "
     "\"workers\": [1, \"w\\u001b[31m\"]}]}";
@@ -1713,10 +1715,10 @@ static void test_suites_prints_the_catalog(void **state)
 
     (void)state;
     expect(&o, 0, "out",
-           "NAMESPACE/NAME    TESTS  WORKERS\n"
-           "handoff/selftest  3      worker-a,worker-b\n"
-           "examples/httpapi  2      -\n"
-           "odd               0      w?[31m\n");
+           "NAMESPACE/NAME    POOL     TESTS  WORKERS\n"
+           "handoff/selftest  default  3      worker-a,worker-b\n"
+           "examples/httpapi  gpu      2      -\n"
+           "odd               -        0      w?[31m\n");
     expect(&j, 0, "out", "\"workers\": [\"worker-a\", \"worker-b\"]");
     done(&o);
     done(&j);
