@@ -857,29 +857,25 @@ static void bus_on_sub_complete(void *closure)
     pthread_mutex_unlock(&s->lock);
 }
 
-int bus_subscribe(struct bus *b, const char *subject, const char *queue,
-                  void (*cb)(void *arg, struct bus_msg *m), void *arg,
-                  struct bus_sub **out)
+/* A bus_sub for cb, before its nats.c subscription is made. */
+static struct bus_sub *bus_sub_new(void (*cb)(void *arg, struct bus_msg *m),
+                                   void *arg)
 {
-    struct bus_sub *s;
-    natsStatus ns;
-    int rc;
+    struct bus_sub *s = mem_zalloc(sizeof(*s));
 
-    if (!bus_subject_is_valid(subject, true) || !cb || !out ||
-        (queue && !bus_subject_is_valid(queue, false))) {
-        return ST_INVALID;
-    }
-    s = mem_zalloc(sizeof(*s));
     s->cb = cb;
     s->arg = arg;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
-    if (queue) {
-        ns = natsConnection_QueueSubscribe(&s->sub, b->nc, subject, queue,
-                                           bus_on_msg, s);
-    } else {
-        ns = natsConnection_Subscribe(&s->sub, b->nc, subject, bus_on_msg, s);
-    }
+    return s;
+}
+
+/* Completes s once nats.c answered ns to making s->sub: returns 0 and *out,
+ * or frees s and returns the failure (logged as what subject). */
+static int bus_sub_made(struct bus *b, struct bus_sub *s, natsStatus ns,
+                        jsErrCode jerr, const char *what, const char *subject,
+                        struct bus_sub **out)
+{
     /* Set before any close can happen (nats.c refuses it on a closed
      * subscription), so bus_sub_free can always wait for it. */
     if (ns == NATS_OK) {
@@ -890,7 +886,8 @@ int bus_subscribe(struct bus *b, const char *subject, const char *queue,
         }
     }
     if (ns != NATS_OK) {
-        rc = bus_fail(b, "subscribing to", subject, ns, 0);
+        int rc = bus_fail(b, what, subject, ns, jerr);
+
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
         free(s);
@@ -900,14 +897,37 @@ int bus_subscribe(struct bus *b, const char *subject, const char *queue,
     return ST_OK;
 }
 
+int bus_subscribe(struct bus *b, const char *subject, const char *queue,
+                  void (*cb)(void *arg, struct bus_msg *m), void *arg,
+                  struct bus_sub **out)
+{
+    struct bus_sub *s;
+    natsStatus ns;
+
+    if (!bus_subject_is_valid(subject, true) || !cb || !out ||
+        (queue && !bus_subject_is_valid(queue, false))) {
+        return ST_INVALID;
+    }
+    s = bus_sub_new(cb, arg);
+    if (queue) {
+        ns = natsConnection_QueueSubscribe(&s->sub, b->nc, subject, queue,
+                                           bus_on_msg, s);
+    } else {
+        ns = natsConnection_Subscribe(&s->sub, b->nc, subject, bus_on_msg, s);
+    }
+    return bus_sub_made(b, s, ns, 0, "subscribing to", subject, out);
+}
+
 void bus_sub_free(struct bus_sub *s)
 {
     if (!s) {
         return;
     }
     /* Core subscriptions are not durable: unsubscribing deletes nothing
-     * on the server. An error means it is closed already (connection
-     * closed), and its delivery thread ends or has ended all the same. */
+     * on the server; a replay's ordered consumer is ephemeral, and nats.c
+     * deletes it (or the server does once it is inactive). An error means
+     * it is closed already (connection closed), and its delivery thread
+     * ends or has ended all the same. */
     (void)natsSubscription_Unsubscribe(s->sub);
     pthread_mutex_lock(&s->lock);
     while (!s->done) {
@@ -918,6 +938,38 @@ void bus_sub_free(struct bus_sub *s)
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
+}
+
+int bus_js_replay(struct bus *b, const char *stream, const char *subject,
+                  void (*cb)(void *arg, struct bus_msg *m), void *arg,
+                  uint64_t *backlog, struct bus_sub **out)
+{
+    jsStreamInfo *si = NULL;
+    jsSubOptions so;
+    jsErrCode jerr = 0;
+    struct bus_sub *s;
+    natsStatus ns;
+
+    if (!stream || !*stream || !bus_subject_is_valid(subject, true) || !cb ||
+        !backlog || !out) {
+        return ST_INVALID;
+    }
+    if (!atomic_load(&b->connected)) {
+        return ST_UPSTREAM;
+    }
+    ns = js_GetStreamInfo(&si, b->js, stream, NULL, &jerr);
+    if (ns != NATS_OK) {
+        return bus_fail(b, "looking up stream", stream, ns, jerr);
+    }
+    *backlog = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    s = bus_sub_new(cb, arg);
+    jsSubOptions_Init(&so);
+    so.Stream = stream;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    ns = js_Subscribe(&s->sub, b->js, subject, bus_on_msg, s, NULL, &so, &jerr);
+    return bus_sub_made(b, s, ns, jerr, "replaying", subject, out);
 }
 
 /* ---- JetStream: streams and consumers ---------------------------------- */
@@ -940,6 +992,9 @@ static bool bus_stream_matches(const jsStreamConfig *have,
         return false;
     }
     if (want->replicas > 0 && have->Replicas != want->replicas) {
+        return false;
+    }
+    if (want->max_msgs > 0 && have->MaxMsgs != want->max_msgs) {
         return false;
     }
     return true;
@@ -970,6 +1025,9 @@ static void bus_stream_fill(jsStreamConfig *sc, const jsStreamConfig *base,
     if (want->replicas > 0) {
         sc->Replicas = want->replicas;
     }
+    if (want->max_msgs > 0) {
+        sc->MaxMsgs = want->max_msgs;
+    }
 }
 
 int bus_ensure_stream(struct bus *b, const struct bus_stream_config *cfg)
@@ -983,7 +1041,8 @@ int bus_ensure_stream(struct bus *b, const struct bus_stream_config *cfg)
 
     if (!cfg || !cfg->name || !*cfg->name ||
         !bus_subject_is_valid(cfg->subjects, true) || cfg->max_age_ns < 0 ||
-        cfg->duplicate_window_ns < 0 || cfg->replicas < 0) {
+        cfg->duplicate_window_ns < 0 || cfg->replicas < 0 ||
+        cfg->max_msgs < 0) {
         return ST_INVALID;
     }
     retention = cfg->retention == BUS_RETAIN_WORK_QUEUE ? js_WorkQueuePolicy

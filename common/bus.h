@@ -107,6 +107,7 @@ struct bus_stream_config {
     int64_t max_age_ns;          /* 0: unlimited */
     int64_t duplicate_window_ns; /* Nats-Msg-Id de-duplication window */
     int replicas;                /* 0 or 1 on a single server */
+    int64_t max_msgs;            /* 0: unlimited; the oldest go first */
 };
 
 /* Creates the stream, or updates it when it exists with another
@@ -184,6 +185,22 @@ MUST_CHECK int bus_pull_fetch(struct bus_pull *p, int batch, int64_t timeout_ms,
  * acked: the binding lives until the last of them is freed. The consumer
  * stays on the server. NULL does nothing. */
 void bus_pull_free(struct bus_pull *p);
+
+/* ---- JetStream: replaying -------------------------------------------- */
+
+/* Subscribes to the messages of stream on subject: first every one the
+ * stream keeps, then each new one as it is stored. An ordered consumer:
+ * ephemeral, in order, re-created by nats.c after a gap or a reconnect,
+ * so none stored is missed. cb as for bus_subscribe (no acks: the
+ * consumer needs none). *backlog: how many messages the stream held just
+ * before (they come first; fewer if some expire meanwhile). Free with
+ * bus_sub_free (which deletes the consumer). Returns 0, ST_NOT_FOUND (no
+ * such stream), ST_UPSTREAM or ST_INVALID. */
+MUST_CHECK int bus_js_replay(struct bus *b, const char *stream,
+                             const char *subject,
+                             void (*cb)(void *arg, struct bus_msg *m),
+                             void *arg, uint64_t *backlog,
+                             struct bus_sub **out);
 
 /* ---- Messages --------------------------------------------------------- */
 

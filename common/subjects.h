@@ -16,6 +16,7 @@
 #define SUBJECTS_EVENTS_ALL "handoff.events.>"
 #define SUBJECTS_WORKERS_ALL "handoff.workers.>"
 #define SUBJECTS_CANCEL "handoff.control.cancel"
+#define SUBJECTS_CANCELS_STREAM "HANDOFF_CANCELS"
 #define SUBJECTS_RUN_DONE_ALL "handoff.runs.*.done"
 
 /* Each writes into out (outlen bytes) and returns out. */

@@ -378,6 +378,8 @@ void wire_cancel_encode(const struct wire_cancel *c, struct buf *out)
 
     m.run_id = c->run_id;
     m.reason = str_in(c->reason);
+    m.job_keys = c->job_keys;
+    m.n_job_keys = c->n_job_keys;
     pack_into(&m.base, out);
 }
 
@@ -388,12 +390,20 @@ int wire_cancel_decode(const void *data, size_t len, struct wire_cancel *out)
     if (!m) {
         return ST_PROTOCOL;
     }
-    if (m->run_id <= 0) {
+    if (m->run_id <= 0 || m->n_job_keys > WIRE_CANCEL_MAX_KEYS) {
         handoff__v1__cancel__free_unpacked(m, NULL);
         return ST_PROTOCOL;
     }
+    memset(out, 0, sizeof(*out));
     out->run_id = m->run_id;
     out->reason = clean(m->reason);
+    if (m->n_job_keys > 0) {
+        out->job_keys = mem_calloc(m->n_job_keys, sizeof(*out->job_keys));
+        for (size_t i = 0; i < m->n_job_keys; i++) {
+            out->job_keys[i] = clean(m->job_keys[i]);
+        }
+        out->n_job_keys = m->n_job_keys;
+    }
     handoff__v1__cancel__free_unpacked(m, NULL);
     return ST_OK;
 }
@@ -401,6 +411,10 @@ int wire_cancel_decode(const void *data, size_t len, struct wire_cancel *out)
 void wire_cancel_cleanup(struct wire_cancel *c)
 {
     free(c->reason);
+    for (size_t i = 0; i < c->n_job_keys; i++) {
+        free(c->job_keys[i]);
+    }
+    free(c->job_keys);
     memset(c, 0, sizeof(*c));
 }
 

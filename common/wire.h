@@ -102,9 +102,15 @@ MUST_CHECK int wire_job_decode(const void *data, size_t len,
                                struct wire_job *out);
 void wire_job_cleanup(struct wire_job *j);
 
+/* At most this many job keys in a Cancel (a load run has 1 + shards + 1
+ * jobs; shards are at most 1000). */
+#define WIRE_CANCEL_MAX_KEYS 1100
+
 struct wire_cancel {
     int64_t run_id;
     char *reason;
+    char **job_keys; /* subjects_msg_id(job, created, 0, NULL) each */
+    size_t n_job_keys;
 };
 
 void wire_cancel_encode(const struct wire_cancel *c, struct buf *out);

@@ -39,6 +39,7 @@
 #include "opts.h"
 #include "scheduler.h"
 #include "store.h"
+#include "streams.h"
 #include "subjects.h"
 #include "wire.h"
 
@@ -165,19 +166,6 @@ static void on_nats_state(void *arg, bool connected)
 static void *setup_main(void *arg)
 {
     struct ctl *c = arg;
-    const struct bus_stream_config jobs = {
-        .name = SUBJECTS_JOBS_STREAM,
-        .subjects = SUBJECTS_JOBS_ALL,
-        .retention = BUS_RETAIN_WORK_QUEUE,
-        .duplicate_window_ns = 10 * 60 * CLOCK_NS_PER_S,
-    };
-    const struct bus_stream_config results = {
-        .name = SUBJECTS_RESULTS_STREAM,
-        .subjects = SUBJECTS_RESULTS_ALL,
-        .retention = BUS_RETAIN_LIMITS,
-        .max_age_ns = 7 * 24 * 3600 * CLOCK_NS_PER_S,
-        .duplicate_window_ns = 10 * 60 * CLOCK_NS_PER_S,
-    };
     bool logged_db = false;
     bool logged_nats = false;
 
@@ -201,10 +189,12 @@ static void *setup_main(void *arg)
             }
         }
         if (!atomic_load(&c->streams_ready)) {
-            int rc = bus_ensure_stream(c->bus, &jobs);
+            size_t n;
+            const struct bus_stream_config *streams = streams_all(&n);
+            int rc = ST_OK;
 
-            if (rc == ST_OK) {
-                rc = bus_ensure_stream(c->bus, &results);
+            for (size_t i = 0; i < n && rc == ST_OK; i++) {
+                rc = bus_ensure_stream(c->bus, &streams[i]);
             }
             if (rc == ST_OK) {
                 atomic_store(&c->streams_ready, true);

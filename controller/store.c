@@ -1426,17 +1426,62 @@ void store_get_test(struct db *d, const char *id, const char *name,
     db_res_free(res);
 }
 
+/* A stored job's payload (hex, as encode(payload, 'hex') gives it) in
+ * *data (*n bytes, the caller frees), and the Nats-Msg-Id of its first
+ * publish in key: its id and its creation time, which the payload holds.
+ * Returns false (logged) when the payload does not decode. */
+static bool stored_job(const char *job_id, const char *hex, char **data,
+                       size_t *n, char *key, size_t key_len)
+{
+    struct wire_job job;
+
+    *n = strlen(hex) / 2;
+    *data = mem_alloc(*n + 1);
+    for (size_t k = 0; k < *n; k++) {
+        unsigned int byte;
+
+        if (sscanf(hex + 2 * k, "%2x", &byte) != 1) {
+            byte = 0;
+        }
+        (*data)[k] = (char)byte;
+    }
+    if (wire_job_decode(*data, *n, &job) != ST_OK) {
+        log_error("store: job %s has an unreadable payload", job_id);
+        free(*data);
+        *data = NULL;
+        return false;
+    }
+    subjects_msg_id(job_id, job.created_unix_ms, 0, NULL, key, key_len);
+    wire_job_cleanup(&job);
+    return true;
+}
+
 /* ---- Cancelling --------------------------------------------------------- */
 
+/* Tells the workers. The cancel is stored (stream HANDOFF_CANCELS): a
+ * worker that starts or reconnects later replays it before it takes a job,
+ * so it drops the run's job still in the queue however late it comes.
+ * With NATS away the core publish waits in nats.c's reconnect buffer and
+ * is stored once it is back. */
 static void broadcast_cancel(struct bus *bus, int64_t run_id,
-                             const char *reason)
+                             const char *reason, char **job_keys,
+                             size_t n_job_keys)
 {
-    struct wire_cancel c = {.run_id = run_id, .reason = (char *)reason};
+    struct wire_cancel c = {.run_id = run_id,
+                            .reason = (char *)reason,
+                            .job_keys = job_keys,
+                            .n_job_keys = n_job_keys};
     struct buf b;
 
     buf_init(&b, 0);
     wire_cancel_encode(&c, &b);
-    (void)bus_publish(bus, SUBJECTS_CANCEL, b.data, b.len);
+    if (bus_js_publish(bus, SUBJECTS_CANCEL, b.data, b.len, NULL, 2000) !=
+        ST_OK) {
+        log_warn("store: the cancel of run %" PRId64 " is not stored yet; "
+                 "sent when NATS is back",
+                 run_id);
+        (void)bus_publish(bus, SUBJECTS_CANCEL, b.data, b.len);
+    }
     buf_cleanup(&b);
 }
 
@@ -1488,6 +1533,9 @@ void store_cancel_run(struct db *d, struct bus *bus, const char *id,
     char reason[1100];
     const char *p[2] = {idt, reason};
     struct db_res *res = NULL;
+    struct db_res *jobs = NULL;
+    char **keys = NULL;
+    size_t n_keys = 0;
     const char *state;
     int rc;
 
@@ -1526,15 +1574,33 @@ void store_cancel_run(struct db *d, struct bus *bus, const char *id,
                     "run %" PRId64 " has already ended (%s)", run_id, state);
         goto done;
     }
-    if (strcmp(state, "queued") == 0) {
-        /* Not started: it ends now; a worker that gets the job later drops
-         * it (it saw the cancel) or its result is kept as an attempt. */
+    /* The cancel names the run's jobs not done: a worker that takes one,
+     * however late (it replays the stored cancels), drops it. */
+    rc = db_exec(d,
+                 "SELECT id, encode(payload, 'hex') FROM jobs WHERE run_id = "
+                 "$1::bigint AND state <> 'done' ORDER BY shard",
+                 1, p, &jobs);
+    for (size_t i = 0; rc == ST_OK && i < db_res_rows(jobs); i++) {
+        char key[96];
+        char *data;
+        size_t n;
+
+        if (n_keys < WIRE_CANCEL_MAX_KEYS &&
+            stored_job(db_res_get(jobs, i, 0), db_res_get(jobs, i, 1), &data,
+                       &n, key, sizeof(key))) {
+            free(data);
+            keys = mem_reallocarray(keys, n_keys + 1, sizeof(*keys));
+            keys[n_keys++] = mem_strdup(key);
+        }
+    }
+    if (rc == ST_OK && strcmp(state, "queued") == 0) {
+        /* Not started: it ends now; the workers drop its job. */
         rc = db_exec(d,
                      "UPDATE runs SET state = 'cancelled', result = 'error', "
                      "reason = $2, cancel_reason = $2, finished_at = now(), "
                      "cancel_requested_at = now() WHERE id = $1::bigint",
                      2, p, NULL);
-    } else {
+    } else if (rc == ST_OK) {
         rc = db_exec(d,
                      "UPDATE runs SET cancel_requested_at = now(), "
                      "cancel_reason = $2 WHERE id = $1::bigint",
@@ -1549,7 +1615,7 @@ void store_cancel_run(struct db *d, struct bus *bus, const char *id,
         reply_db_error(out, rc);
         goto done;
     }
-    broadcast_cancel(bus, run_id, reason);
+    broadcast_cancel(bus, run_id, reason, keys, n_keys);
     out->run_id = run_id;
     rc = run_json(d, run_id, &out->body);
     if (rc != ST_OK) {
@@ -1558,6 +1624,11 @@ void store_cancel_run(struct db *d, struct bus *bus, const char *id,
     }
     out->status = 202;
 done:
+    for (size_t i = 0; i < n_keys; i++) {
+        free(keys[i]);
+    }
+    free(keys);
+    db_res_free(jobs);
     db_res_free(res);
 }
 
@@ -1668,31 +1739,16 @@ int store_publish_outbox(struct db *d, struct bus *bus, int *published)
                      0, NULL, &res);
     }
     for (size_t i = 0; rc == ST_OK && i < db_res_rows(res); i++) {
-        const char *hex = db_res_get(res, i, 2);
-        size_t n = strlen(hex) / 2;
-        char *data = mem_alloc(n + 1);
         const char *p[1] = {db_res_get(res, i, 0)};
-        struct wire_job job;
+        char *data;
+        size_t n;
         char msg_id[96];
 
-        for (size_t k = 0; k < n; k++) {
-            unsigned int byte;
-
-            if (sscanf(hex + 2 * k, "%2x", &byte) != 1) {
-                byte = 0;
-            }
-            data[k] = (char)byte;
-        }
-        /* The id the first attempt used: it carries the job's creation
-         * time, which the stored payload holds. */
-        if (wire_job_decode(data, n, &job) != ST_OK) {
-            log_error("store: job %s has an unreadable payload; skipped", p[0]);
-            free(data);
+        /* The id the first attempt used. */
+        if (!stored_job(p[0], db_res_get(res, i, 2), &data, &n, msg_id,
+                        sizeof(msg_id))) {
             continue;
         }
-        subjects_msg_id(p[0], job.created_unix_ms, 0, NULL, msg_id,
-                        sizeof(msg_id));
-        wire_job_cleanup(&job);
         if (bus_js_publish(bus, db_res_get(res, i, 1), data, n, msg_id, 2000) ==
             ST_OK) {
             rc =
@@ -1745,7 +1801,9 @@ int store_sweep(struct db *d, struct bus *bus,
             continue;
         }
         log_info("sweeper: run %" PRId64 " timed out", id);
-        broadcast_cancel(bus, id, "the run timed out");
+        /* A job still queued carries its deadline (not_after): no keys
+         * needed to drop it. */
+        broadcast_cancel(bus, id, "the run timed out", NULL, 0);
         if (ended) {
             ended(arg, id, db_res_get(res, i, 1), db_res_get(res, i, 2),
                   db_res_get(res, i, 3), db_res_get(res, i, 4));

@@ -35,6 +35,7 @@
 #include "opts.h"
 #include "registry.h"
 #include "runner.h"
+#include "streams.h"
 #include "subjects.h"
 #include "testfilter.h"
 #include "loadjob.h"
@@ -42,9 +43,16 @@
 #include "zygote.h"
 
 #define SERVE_VERSION "0.1.0"
-/* Runs whose cancel arrived are remembered this long, so a job of such a
- * run that is delivered later is dropped, not run. */
+/* A cancel heard live stops its run's jobs that come within the hour (by
+ * run id: what a Cancel from an older controller carries). */
 #define SERVE_CANCEL_MEMORY_NS (3600 * CLOCK_NS_PER_S)
+/* The jobs a cancel names (job keys, unique beyond one database) are
+ * dropped as long as the stream keeps the cancel: that late they may come,
+ * and a worker replays them at start-up. */
+#define SERVE_CANCEL_KEY_MEMORY_NS                                             \
+    (STREAMS_CANCEL_MAX_AGE_H * 3600 * CLOCK_NS_PER_S)
+/* How long the setup waits for the stored cancels before pulling jobs. */
+#define SERVE_CANCEL_REPLAY_NS (10 * CLOCK_NS_PER_S)
 /* How fetchers find jobs (fetch_main): a fetch holds a slot, so none
  * long-polls an idle suite. A job published for a suite reaches the worker
  * as a core NATS copy too (a hint); its fetcher then takes a slot and
@@ -92,7 +100,9 @@ struct item {
     struct sjob *job;    /* ITEM_PUBLISHED */
     int64_t run_id;      /* ITEM_CANCEL */
     char *reason;
-    bool flag; /* ITEM_NATS: connected */
+    int64_t *job_keys; /* ITEM_CANCEL: job_key_hash of each job it names */
+    size_t n_job_keys;
+    bool flag; /* ITEM_NATS: connected; ITEM_CANCEL: replayed at start-up */
 };
 
 struct serve;
@@ -148,9 +158,19 @@ struct pub_item {
     struct bus_msg *ack; /* the job message to ack after publish */
 };
 
+/* What was cancelled: an open-addressing set of nonzero 64-bit values
+ * (run ids, or hashes of job keys), each with its expiry. Replayed at
+ * start-up from the stream, so it may hold thousands; a job's check is
+ * one probe. */
 struct cancelled_run {
-    int64_t run_id;
+    int64_t id;
     int64_t until_mono_ns;
+};
+
+struct cancel_set {
+    struct cancelled_run *slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t n;   /* slots in use, expired ones included */
 };
 
 struct serve {
@@ -182,9 +202,13 @@ struct serve {
     bool pub_abort; /* give up retrying */
 
     struct sjob *jobs;
-    int running; /* jobs held (running or publishing) */
-    struct cancelled_run *cancelled;
-    size_t n_cancelled;
+    int running;                      /* jobs held (running or publishing) */
+    struct cancel_set cancelled_runs; /* run ids, heard live */
+    struct cancel_set cancelled_jobs; /* job_key_hash values */
+    /* The cancels stream: how many it held when this worker subscribed
+     * (written before the subscription exists), how many came since. */
+    uint64_t cancel_backlog;
+    atomic_uint_fast64_t cancels_seen;
     bool draining;
     int signals;
     struct event *heartbeat_ev;
@@ -437,25 +461,59 @@ static void *fetch_main(void *arg)
 
 /* ---- Setup thread: streams, consumers, fetchers ----------------------- */
 
+static void on_cancel_msg(void *arg, struct bus_msg *m);
+
+/* Subscribes to the cancels the stream keeps and waits (up to
+ * SERVE_CANCEL_REPLAY_NS) until those stored before have arrived: they go
+ * to the loop before any job the fetchers take, so a job of a run
+ * cancelled while this worker was away is dropped, not run. */
+static int replay_cancels(struct serve *s)
+{
+    uint64_t backlog;
+    int64_t until;
+    int rc;
+
+    if (s->cancel_sub) {
+        return ST_OK;
+    }
+    /* bus_js_replay writes cancel_backlog before any message can come. */
+    rc = bus_js_replay(s->bus, SUBJECTS_CANCELS_STREAM, SUBJECTS_CANCEL,
+                       on_cancel_msg, s, &s->cancel_backlog, &s->cancel_sub);
+    if (rc != ST_OK) {
+        return rc;
+    }
+    backlog = s->cancel_backlog;
+    until = clock_mono_ns() + SERVE_CANCEL_REPLAY_NS;
+    while (atomic_load(&s->cancels_seen) < backlog &&
+           !atomic_load(&s->stopping)) {
+        if (clock_mono_ns() > until) {
+            /* Some may have expired since they were counted. */
+            log_warn("worker %s: %" PRIu64 " of %" PRIu64 " stored cancels "
+                     "replayed; pulling jobs anyway",
+                     s->cfg.worker_id, (uint64_t)atomic_load(&s->cancels_seen),
+                     backlog);
+            return ST_OK;
+        }
+        sleep_ns(2 * CLOCK_NS_PER_MS);
+    }
+    if (backlog > 0) {
+        log_info("worker %s: %" PRIu64 " stored cancel(s) replayed",
+                 s->cfg.worker_id, backlog);
+    }
+    return ST_OK;
+}
+
 static int ensure_nats(struct serve *s)
 {
-    const struct bus_stream_config jobs = {
-        .name = SUBJECTS_JOBS_STREAM,
-        .subjects = SUBJECTS_JOBS_ALL,
-        .retention = BUS_RETAIN_WORK_QUEUE,
-        .duplicate_window_ns = 10 * 60 * CLOCK_NS_PER_S,
-    };
-    const struct bus_stream_config results = {
-        .name = SUBJECTS_RESULTS_STREAM,
-        .subjects = SUBJECTS_RESULTS_ALL,
-        .retention = BUS_RETAIN_LIMITS,
-        .max_age_ns = 7 * 24 * 3600 * CLOCK_NS_PER_S,
-        .duplicate_window_ns = 10 * 60 * CLOCK_NS_PER_S,
-    };
-    int rc = bus_ensure_stream(s->bus, &jobs);
+    size_t n_streams;
+    const struct bus_stream_config *streams = streams_all(&n_streams);
+    int rc = ST_OK;
 
+    for (size_t i = 0; i < n_streams && rc == ST_OK; i++) {
+        rc = bus_ensure_stream(s->bus, &streams[i]);
+    }
     if (rc == ST_OK) {
-        rc = bus_ensure_stream(s->bus, &results);
+        rc = replay_cancels(s);
     }
     for (size_t i = 0; i < s->n_fetchers && rc == ST_OK; i++) {
         struct fetcher *f = &s->fetchers[i];
@@ -520,36 +578,92 @@ static void *setup_main(void *arg)
 
 /* ---- Jobs --------------------------------------------------------------- */
 
-static bool run_is_cancelled(struct serve *s, int64_t run_id)
+static size_t cancel_slot(const struct cancel_set *c, int64_t id)
 {
-    int64_t now = clock_mono_ns();
+    /* Fibonacci hashing: run ids are sequential. */
+    size_t h = (size_t)(((uint64_t)id * UINT64_C(0x9E3779B97F4A7C15)) >> 32);
 
-    for (size_t i = 0; i < s->n_cancelled; i++) {
-        if (s->cancelled[i].run_id == run_id &&
-            s->cancelled[i].until_mono_ns > now) {
-            return true;
+    for (size_t i = h & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
+        if (c->slots[i].id == id || c->slots[i].id == 0) {
+            return i;
         }
     }
-    return false;
 }
 
-static void remember_cancel(struct serve *s, int64_t run_id)
+static bool cancel_set_has(const struct cancel_set *c, int64_t id)
+{
+    size_t i;
+
+    if (c->cap == 0 || id == 0) {
+        return false;
+    }
+    i = cancel_slot(c, id);
+    return c->slots[i].id == id && c->slots[i].until_mono_ns > clock_mono_ns();
+}
+
+static void cancel_set_add(struct cancel_set *c, int64_t id, int64_t keep_ns)
 {
     int64_t now = clock_mono_ns();
-    size_t w = 0;
+    size_t i;
 
-    /* Drop expired entries while we are here: the list stays small. */
-    for (size_t i = 0; i < s->n_cancelled; i++) {
-        if (s->cancelled[i].until_mono_ns > now) {
-            s->cancelled[w++] = s->cancelled[i];
-        }
+    if (id == 0) {
+        return;
     }
-    s->n_cancelled = w;
-    s->cancelled = mem_reallocarray(s->cancelled, s->n_cancelled + 1,
-                                    sizeof(*s->cancelled));
-    s->cancelled[s->n_cancelled].run_id = run_id;
-    s->cancelled[s->n_cancelled].until_mono_ns = now + SERVE_CANCEL_MEMORY_NS;
-    s->n_cancelled++;
+    /* At half full, rebuild without the expired (and grow if the rest
+     * still fill a quarter). */
+    if ((c->n + 1) * 2 > c->cap) {
+        struct cancel_set old = *c;
+        size_t live = 0;
+
+        for (size_t k = 0; k < old.cap; k++) {
+            live += old.slots[k].id != 0 && old.slots[k].until_mono_ns > now;
+        }
+        c->cap = old.cap ? old.cap : 64;
+        while ((live + 1) * 4 > c->cap) {
+            c->cap *= 2;
+        }
+        c->slots = mem_calloc(c->cap, sizeof(*c->slots));
+        c->n = 0;
+        for (size_t k = 0; k < old.cap; k++) {
+            if (old.slots[k].id != 0 && old.slots[k].until_mono_ns > now) {
+                c->slots[cancel_slot(c, old.slots[k].id)] = old.slots[k];
+                c->n++;
+            }
+        }
+        free(old.slots);
+    }
+    i = cancel_slot(c, id);
+    if (c->slots[i].id == 0) {
+        c->n++;
+    }
+    c->slots[i].id = id;
+    c->slots[i].until_mono_ns = now + keep_ns;
+}
+
+/* A job key (subjects_msg_id of a job's first publish) as a set member:
+ * 64-bit FNV-1a, never 0. */
+static int64_t job_key_hash(const char *key)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        h = (h ^ *p) * UINT64_C(1099511628211);
+    }
+    return h ? (int64_t)h : 1;
+}
+
+/* Whether job (of this run, made at created_ms) was cancelled: its run
+ * was heard cancelled within the hour, or a stored cancel names it. */
+static bool job_is_cancelled(struct serve *s, const struct wire_job *job)
+{
+    char key[96];
+
+    if (cancel_set_has(&s->cancelled_runs, job->run_id)) {
+        return true;
+    }
+    subjects_msg_id(job->job_id, job->created_unix_ms, 0, NULL, key,
+                    sizeof(key));
+    return cancel_set_has(&s->cancelled_jobs, job_key_hash(key));
 }
 
 /* Gives a slot back and checks whether a drain is complete. */
@@ -946,7 +1060,7 @@ static void start_load(struct serve *s, struct sjob *j)
         fail_job(j, "this worker has no workflows");
         return;
     }
-    if (l->phase != WIRE_LOAD_TEARDOWN && run_is_cancelled(s, j->job.run_id)) {
+    if (l->phase != WIRE_LOAD_TEARDOWN && job_is_cancelled(s, &j->job)) {
         j->cancelled = true;
         load_result(j, RESULT_ERROR, "cancelled before it started", NULL);
         return;
@@ -1023,7 +1137,7 @@ static void take_job(struct serve *s, struct bus_msg *msg)
     if (s->draining ||
         (j->job.not_after_unix_ms &&
          clock_real_ns() / CLOCK_NS_PER_MS > j->job.not_after_unix_ms) ||
-        (run_is_cancelled(s, j->job.run_id) && j->job.load == NULL)) {
+        (job_is_cancelled(s, &j->job) && j->job.load == NULL)) {
         if (s->draining) {
             (void)bus_msg_nak(msg, 0); /* someone else runs it */
         } else {
@@ -1064,9 +1178,24 @@ static void job_published(struct serve *s, struct sjob *j, bool ok)
     release_slot(s);
 }
 
-static void on_cancel(struct serve *s, int64_t run_id, const char *reason)
+/* A cancel: the jobs it names are dropped when they come, for as long as
+ * the stream keeps it. Heard live (not replayed at start-up), it also
+ * stops the run's running jobs and drops its jobs for the hour by run id;
+ * a replayed one would do that to another database's run with the same
+ * id. */
+static void on_cancel(struct serve *s, const struct item *it)
 {
-    remember_cancel(s, run_id);
+    int64_t run_id = it->run_id;
+    const char *reason = it->reason;
+
+    for (size_t i = 0; i < it->n_job_keys; i++) {
+        cancel_set_add(&s->cancelled_jobs, it->job_keys[i],
+                       SERVE_CANCEL_KEY_MEMORY_NS);
+    }
+    if (it->flag) {
+        return;
+    }
+    cancel_set_add(&s->cancelled_runs, run_id, SERVE_CANCEL_MEMORY_NS);
     for (struct sjob *j = s->jobs; j; j = j->next) {
         if (j->job.run_id == run_id && j->load && !j->publishing &&
             j->job.load->phase != WIRE_LOAD_TEARDOWN) {
@@ -1096,7 +1225,7 @@ static void on_item(void *arg, void *p)
         take_job(s, it->msg);
         break;
     case ITEM_CANCEL:
-        on_cancel(s, it->run_id, it->reason);
+        on_cancel(s, it);
         break;
     case ITEM_PUBLISHED:
         job_published(s, it->job, it->flag);
@@ -1113,6 +1242,7 @@ static void on_item(void *arg, void *p)
         break;
     }
     free(it->reason);
+    free(it->job_keys);
     free(it);
 }
 
@@ -1123,6 +1253,7 @@ static void drop_item(void *arg, void *p)
     (void)arg;
     bus_msg_free(it->msg);
     free(it->reason);
+    free(it->job_keys);
     free(it);
 }
 
@@ -1131,12 +1262,24 @@ static void on_cancel_msg(void *arg, struct bus_msg *m)
     struct serve *s = arg;
     struct wire_cancel c;
 
+    /* The first cancel_backlog messages are those stored before this
+     * worker subscribed. */
+    bool replayed = atomic_fetch_add(&s->cancels_seen, 1) < s->cancel_backlog;
+
     if (wire_cancel_decode(bus_msg_data(m), bus_msg_len(m), &c) == ST_OK) {
         struct item *it = mem_zalloc(sizeof(*it));
 
         it->kind = ITEM_CANCEL;
         it->run_id = c.run_id;
         it->reason = c.reason; /* ownership moves to the item */
+        c.reason = NULL;
+        it->flag = replayed;
+        it->n_job_keys = c.n_job_keys;
+        it->job_keys = mem_calloc(c.n_job_keys + 1, sizeof(*it->job_keys));
+        for (size_t i = 0; i < c.n_job_keys; i++) {
+            it->job_keys[i] = job_key_hash(c.job_keys[i]);
+        }
+        wire_cancel_cleanup(&c);
         loopq_push(s->inbox, it);
     } else {
         log_warn("worker: ignoring an unreadable cancel message");
@@ -1630,10 +1773,6 @@ int serve_main(const char *prog, int argc, char **argv)
         rc = 2;
         goto out;
     }
-    if (bus_subscribe(s->bus, SUBJECTS_CANCEL, NULL, on_cancel_msg, s,
-                      &s->cancel_sub) != ST_OK) {
-        log_warn("worker: cannot subscribe to cancels yet");
-    }
     if (pthread_create(&s->pub_thread, NULL, pub_main, s) != 0 ||
         pthread_create(&s->setup_thread, NULL, setup_main, s) != 0) {
         goto out;
@@ -1703,7 +1842,8 @@ out:
         free(s->status.suites[i].workflows);
     }
     free(s->status.suites);
-    free(s->cancelled);
+    free(s->cancelled_runs.slots);
+    free(s->cancelled_jobs.slots);
     if (s->heartbeat_ev) {
         event_free(s->heartbeat_ev);
         event_free(s->drain_ev);

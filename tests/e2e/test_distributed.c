@@ -52,8 +52,9 @@ static const char *const worker_args[] = {"--ack-wait", "2s", NULL};
 
 /* ---- HTTP --------------------------------------------------------------- */
 
-/* Starts a run; returns its id. */
-static int64_t start_run(const char *base, const char *extra_json)
+/* Starts a run of test/e2e in pool; returns its id. */
+static int64_t start_run_in(const char *base, const char *pool,
+                            const char *extra_json)
 {
     char body[2048];
     struct e2e_http h;
@@ -62,7 +63,7 @@ static int64_t start_run(const char *base, const char *extra_json)
 
     snprintf(body, sizeof(body),
              "{\"suite\":\"e2e\",\"namespace\":\"test\",\"pool\":\"%s\"%s%s}",
-             E2E.pool, extra_json ? "," : "", extra_json ? extra_json : "");
+             pool, extra_json ? "," : "", extra_json ? extra_json : "");
     h = e2e_request(base, "POST", "/api/v1/runs", body, NULL);
     if (h.status != 201) {
         fail_msg("POST %s: %ld %s", body, h.status, buf_str(&h.body));
@@ -73,6 +74,12 @@ static int64_t start_run(const char *base, const char *extra_json)
     json_decref(j);
     buf_cleanup(&h.body);
     return id;
+}
+
+/* Starts a run in the test's pool; returns its id. */
+static int64_t start_run(const char *base, const char *extra_json)
+{
+    return start_run_in(base, E2E.pool, extra_json);
 }
 
 /* Polls the run until its state is one of the ended ones, or fails after
@@ -582,6 +589,54 @@ static void test_e2e_catalog_keeps_each_pools_build(void **state)
     bus_free(b);
 }
 
+/* A run cancelled while its job waits in the queue is not run by a worker
+ * that was not there to hear the cancel: workers replay the stored
+ * cancels before they pull. The run queued after it, not cancelled, is
+ * run by that worker (so it did pull the backlog). */
+static void
+test_e2e_late_worker_drops_a_run_cancelled_in_the_queue(void **state)
+{
+    char pool[96];
+    char path[64];
+    char idt[24];
+    struct e2e_http h;
+    int64_t cancelled;
+    int64_t kept;
+    json_t *run;
+
+    (void)state;
+    snprintf(pool, sizeof(pool), "%s-late", E2E.pool);
+    cancelled = start_run_in(E.url, pool, "\"run\":\"quick\"");
+    kept = start_run_in(E.url, pool, "\"run\":\"quick\"");
+    snprintf(path, sizeof(path), "/api/v1/runs/%" PRId64 "/cancel", cancelled);
+    h = e2e_request(E.url, "POST", path, NULL, NULL);
+    assert_int_equal(h.status, 202);
+    buf_cleanup(&h.body);
+
+    e2e_start_worker("worker-late", 1,
+                     (const char *const[]){"--pool", pool, NULL});
+    run = await_end(E.url, kept, 60);
+    assert_string_equal(e2e_str_of(run, "state"), "finished");
+    assert_string_equal(e2e_str_of(run, "result"), "passed");
+    json_decref(run);
+    snprintf(idt, sizeof(idt), "%" PRId64, cancelled);
+    assert_int_equal(
+        e2e_sql_count("SELECT count(*) FROM job_attempts WHERE run_id = "
+                      "$1::bigint",
+                      idt),
+        0);
+    assert_int_equal(
+        e2e_sql_count("SELECT count(*) FROM test_results WHERE run_id = "
+                      "$1::bigint",
+                      idt),
+        0);
+    assert_int_equal(e2e_sql_count("SELECT count(*) FROM runs WHERE id = "
+                                   "$1::bigint AND state = 'cancelled'",
+                                   idt),
+                     1);
+    assert_int_equal(e2e_proc_stop(e2e_proc_named("worker-late"), SIGTERM), 0);
+}
+
 struct sse {
     struct buf raw;
 };
@@ -892,6 +947,8 @@ int main(void)
         cmocka_unit_test(test_e2e_list_filters_and_pages),
         cmocka_unit_test(test_e2e_bad_inputs_get_4xx_and_leave_no_row),
         cmocka_unit_test(test_e2e_catalog_keeps_each_pools_build),
+        cmocka_unit_test(
+            test_e2e_late_worker_drops_a_run_cancelled_in_the_queue),
         cmocka_unit_test(test_e2e_live_events_arrive_in_order),
         cmocka_unit_test(test_e2e_cancel_stops_a_running_run),
         cmocka_unit_test(test_e2e_handoffctl_wait_exit_codes),

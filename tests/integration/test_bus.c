@@ -1297,6 +1297,64 @@ static void test_bus_consumer_pending_counts(void **state)
                      ST_INVALID);
 }
 
+/* ---- Replaying ------------------------------------------------------- */
+
+/* What a stream keeps comes first, in order, then what is stored later;
+ * a stream holds at most max_msgs. */
+static void test_bus_js_replay_delivers_the_kept_then_the_new(void **state)
+{
+    static struct inbox in = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    const char *name = stream_name("REPLAY");
+    char subj[64];
+    struct bus_stream_config sc = {
+        .name = name,
+        .retention = BUS_RETAIN_LIMITS,
+        .max_msgs = 3,
+    };
+    struct count_want w = {.a = &in, .n = 3};
+    struct bus_sub *s = NULL;
+    uint64_t backlog = 99;
+
+    (void)state;
+    subject(subj, sizeof(subj), "replay.cancel");
+    sc.subjects = subj;
+    assert_int_equal(bus_ensure_stream(bus, &sc), ST_OK);
+    /* 0..4 published, the stream keeps 2, 3, 4. */
+    for (int i = 0; i < 5; i++) {
+        char data[8];
+
+        snprintf(data, sizeof(data), "%d", i);
+        assert_int_equal(
+            bus_js_publish(bus, subj, data, strlen(data), NULL, 5000), ST_OK);
+    }
+    assert_int_equal(
+        bus_js_replay(bus, name, subj, on_core_msg, &in, &backlog, &s), ST_OK);
+    assert_int_equal(backlog, 3);
+    assert_true(wait_until(counts_reach, &w, WAIT_MS));
+    pthread_mutex_lock(&in.lock);
+    assert_int_equal(in.seen[0] + in.seen[1], 0);
+    assert_int_equal(in.seen[2] + in.seen[3] + in.seen[4], 3);
+    assert_int_equal(in.bad, 0); /* not ackable, like a core message */
+    pthread_mutex_unlock(&in.lock);
+    /* A core publish on the subject is stored and replayed too. */
+    assert_int_equal(bus_publish(bus, subj, "7", 1), ST_OK);
+    w.n = 4;
+    assert_true(wait_until(counts_reach, &w, WAIT_MS));
+    pthread_mutex_lock(&in.lock);
+    assert_int_equal(in.seen[7], 1);
+    pthread_mutex_unlock(&in.lock);
+    bus_sub_free(s);
+
+    s = NULL;
+    assert_int_equal(bus_js_replay(bus, "BT_NO_SUCH_STREAM", subj, on_core_msg,
+                                   &in, &backlog, &s),
+                     ST_NOT_FOUND);
+    assert_null(s);
+    assert_int_equal(
+        bus_js_replay(bus, name, "bad subject", on_core_msg, &in, &backlog, &s),
+        ST_INVALID);
+}
+
 /* ---- Server restart ---------------------------------------------------- */
 
 static void test_bus_survives_a_server_restart(void **state)
@@ -1466,6 +1524,7 @@ int main(void)
         cmocka_unit_test(test_bus_in_progress_holds_off_redelivery),
         cmocka_unit_test(test_bus_pull_free_keeps_the_shared_consumer),
         cmocka_unit_test(test_bus_consumer_pending_counts),
+        cmocka_unit_test(test_bus_js_replay_delivers_the_kept_then_the_new),
         cmocka_unit_test_teardown(test_bus_survives_a_server_restart,
                                   restart_teardown),
     };

@@ -511,7 +511,7 @@ static void test_worker_cancel_stops_a_running_job(void **state)
     struct collector c;
     struct job_spec spec = {.run = "sleep",
                             .params = {"sleep_ms", "60000", NULL}};
-    struct wire_cancel cancel;
+    struct wire_cancel cancel = {0};
     struct buf b;
     int64_t run_id;
     int64_t t0;

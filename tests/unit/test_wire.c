@@ -339,8 +339,13 @@ static void test_wire_worker_round_trips(void **state)
 
 static void test_wire_cancel_and_started_round_trip(void **state)
 {
-    struct wire_cancel c = {.run_id = 3, .reason = (char *)"rollback"};
+    char *keys[] = {(char *)"3.0@1700000000000", (char *)"3.1@1700000000001"};
+    struct wire_cancel c = {.run_id = 3,
+                            .reason = (char *)"rollback",
+                            .job_keys = keys,
+                            .n_job_keys = 2};
     struct wire_cancel dc;
+    char **many = calloc(WIRE_CANCEL_MAX_KEYS + 1, sizeof(*many));
     struct wire_started st = {.job_id = (char *)"3.0",
                               .run_id = 3,
                               .job_attempt = 1,
@@ -355,7 +360,27 @@ static void test_wire_cancel_and_started_round_trip(void **state)
     assert_int_equal(wire_cancel_decode(b.data, b.len, &dc), ST_OK);
     assert_true(dc.run_id == 3);
     assert_string_equal(dc.reason, "rollback");
+    assert_int_equal(dc.n_job_keys, 2);
+    assert_string_equal(dc.job_keys[1], "3.1@1700000000001");
     wire_cancel_cleanup(&dc);
+    /* An older controller's Cancel has no keys. */
+    c.n_job_keys = 0;
+    buf_reset(&b);
+    wire_cancel_encode(&c, &b);
+    assert_int_equal(wire_cancel_decode(b.data, b.len, &dc), ST_OK);
+    assert_int_equal(dc.n_job_keys, 0);
+    assert_null(dc.job_keys);
+    wire_cancel_cleanup(&dc);
+    /* More keys than any run has jobs: refused. */
+    for (size_t i = 0; i <= WIRE_CANCEL_MAX_KEYS; i++) {
+        many[i] = (char *)"k";
+    }
+    c.job_keys = many;
+    c.n_job_keys = WIRE_CANCEL_MAX_KEYS + 1;
+    buf_reset(&b);
+    wire_cancel_encode(&c, &b);
+    assert_int_equal(wire_cancel_decode(b.data, b.len, &dc), ST_PROTOCOL);
+    free(many);
     buf_reset(&b);
     wire_started_encode(&st, &b);
     assert_int_equal(wire_started_decode(b.data, b.len, &ds), ST_OK);
