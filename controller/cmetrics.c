@@ -195,6 +195,12 @@ int cmetrics_init(struct cmetrics *cm, const char *version)
                               "(redeliveries), ignored.",
                               0, NULL, &cm->ingest_duplicates);
     rc = rc ? rc
+            : metrics_counter(m, "handoff_ingest_unknown_jobs_total",
+                              "Results of jobs this database does not have "
+                              "(a deleted run, or another installation on "
+                              "the same NATS account), dropped.",
+                              0, NULL, &cm->ingest_unknown);
+    rc = rc ? rc
             : metrics_counter(m, "handoff_ingest_errors_total",
                               "Batches that could not be stored (retried).", 1,
                               reason, &cm->ingest_errors);

@@ -28,6 +28,7 @@ struct cmetrics {
     struct metrics_family *workers_alive;    /* gauge */
     struct metrics_family *ingest_messages;  /* kind */
     struct metrics_family *ingest_duplicates;
+    struct metrics_family *ingest_unknown;
     struct metrics_family *ingest_errors; /* reason */
     struct metrics_family *ingest_batch;  /* histogram, seconds */
     struct metrics_family *ingest_lag;    /* histogram, seconds */

@@ -57,7 +57,11 @@ struct ingest {
     atomic_bool stop;
     struct db *db;
     struct bus_pull *pull;
+    int64_t unknown_warned_mono_ns; /* the last warning about unknown jobs */
 };
+
+/* How often at most the ingester warns about results of unknown jobs. */
+#define INGEST_UNKNOWN_WARN_NS (60 * CLOCK_NS_PER_S)
 
 /* One decoded message of a batch. */
 struct imsg {
@@ -76,6 +80,7 @@ struct imsg {
     /* From the database, set again at each try of the batch: */
     bool is_new;        /* result: first time this attempt ended */
     bool is_load;       /* result, is_new: its job belongs to a load run */
+    bool unknown;       /* result, not new: this database has no such job */
     bool finishes_job;  /* result: it marked its job done */
     int64_t job_run_id; /* finishes_job: the job's run */
 };
@@ -482,6 +487,49 @@ static char *phase_json(const struct result_phase *p)
     return text;
 }
 
+/* Marks the results not stored whose job this database does not have:
+ * not a redelivery but a result of another installation's job (two
+ * sharing a NATS account take each other's results: docs/nats.md) or of
+ * a run deleted meanwhile. Costs a query only when some result was not
+ * new. */
+static int find_unknown(struct db *d, struct batch *b)
+{
+    struct cols c;
+    struct db_res *res = NULL;
+    int rc;
+
+    cols_init(&c, 2);
+    for (size_t i = 0; i < b->n; i++) {
+        struct imsg *m = &b->msgs[i];
+
+        m->unknown = false;
+        if (m->kind == IM_RESULT && m->first_result && !m->is_new) {
+            col_text(&c, 0, m->meta.job_id);
+            col_i64(&c, 1, (int64_t)i);
+            c.rows++;
+        }
+    }
+    if (c.rows == 0) {
+        cols_cleanup(&c);
+        return ST_OK;
+    }
+    rc = cols_exec(d, &c, "ingest: unknown jobs",
+                   "SELECT t.ord FROM unnest($1::text[], $2::int[]) AS "
+                   "t(job_id, ord) WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE "
+                   "id = t.job_id)",
+                   &res);
+    for (size_t row = 0; rc == ST_OK && row < db_res_rows(res); row++) {
+        size_t i;
+
+        rc = res_index(b, res, row, 0, &i);
+        if (rc == ST_OK) {
+            b->msgs[i].unknown = true;
+        }
+    }
+    db_res_free(res);
+    return rc;
+}
+
 /* Completes the attempt of the first result of each attempt in the batch
  * and sets is_new (and is_load) on those it completed: a repeated result
  * (a redelivery after a lost ack) changes nothing. */
@@ -567,7 +615,7 @@ static int store_results(struct db *d, struct batch *b)
         }
     }
     db_res_free(res);
-    return rc;
+    return rc ? rc : find_unknown(d, b);
 }
 
 static char *kv_json(const struct result_kv *kv, size_t n)
@@ -1005,6 +1053,27 @@ static int ensure_pipeline(struct ingest *in)
     return ST_OK;
 }
 
+/* A result whose job this database does not have: counted, and said in
+ * the log at most once a minute. */
+static void unknown_job(struct ingest *in, const struct imsg *m)
+{
+    int64_t now = clock_mono_ns();
+
+    if (in->metrics) {
+        metrics_inc(in->metrics->ingest_unknown, 0, NULL, 1);
+    }
+    if (in->unknown_warned_mono_ns == 0 ||
+        now - in->unknown_warned_mono_ns >= INGEST_UNKNOWN_WARN_NS) {
+        in->unknown_warned_mono_ns = now;
+        log_warn("ingest: a result for job %s (run %" PRId64 ", worker %s), "
+                 "which this database does not have, was dropped: its run "
+                 "was deleted, or another Handoff installation shares this "
+                 "NATS account and the two take each other's results; give "
+                 "each installation its own account (docs/nats.md)",
+                 m->meta.job_id, m->meta.run_id, m->meta.worker_id);
+    }
+}
+
 static void count_kind(struct ingest *in, const char *kind)
 {
     if (in->metrics) {
@@ -1144,7 +1213,9 @@ static void *ingest_main(void *arg)
                         m->result.start_unix_ns + m->result.duration_ns;
 
                     count_kind(in, "result");
-                    if (!m->is_new && in->metrics) {
+                    if (m->unknown) {
+                        unknown_job(in, m);
+                    } else if (!m->is_new && in->metrics) {
                         metrics_inc(in->metrics->ingest_duplicates, 0, NULL, 1);
                     } else {
                         count_tests(in, &m->result);

@@ -251,6 +251,11 @@ static double metric(struct cmetrics *m, const char *name)
     return v;
 }
 
+/* What the last ingest_all counted: results of an attempt stored before,
+ * results of a job the database does not have. */
+static double last_duplicates;
+static double last_unknown;
+
 /* Runs the ingest thread until every message on the stream is acked and
  * returns the number of batches it stored. */
 static int ingest_all(void)
@@ -283,6 +288,8 @@ static int ingest_all(void)
     }
     ingest_stop(in);
     batches = (int)metric(&m, "handoff_ingest_batch_seconds_count");
+    last_duplicates = metric(&m, "handoff_ingest_duplicates_total");
+    last_unknown = metric(&m, "handoff_ingest_unknown_jobs_total");
     cmetrics_cleanup(&m);
     return batches;
 }
@@ -391,6 +398,7 @@ static void test_ingest_repeated_result_is_stored_once(void **st)
                    "FROM job_attempts WHERE run_id = $1",
                    id, text, sizeof(text)),
         "w1 failed 2001-01-01 00:00:00+00"); /* the first one */
+    assert_true(last_duplicates == 1 && last_unknown == 0);
     assert_string_equal(query_text("SELECT state || ' ' || result || ' ' || "
                                    "tests_failed FROM runs WHERE id = $1",
                                    id, text, sizeof(text)),
@@ -484,6 +492,8 @@ static void test_ingest_ignores_a_started_of_an_unknown_job(void **st)
     publish_started(run, 1, "w1", T0_NS);
     publish_result(run, 1, "w1", T0_NS, 1, false);
     assert_int_equal(ingest_all(), 1);
+    /* Counted as what it is (and said in the log), not as a duplicate. */
+    assert_true(last_unknown == 1 && last_duplicates == 0);
     assert_int_equal(
         query_int("SELECT count(*) FROM job_attempts WHERE run_id = $1", id),
         0);
