@@ -1475,8 +1475,14 @@ static void broadcast_cancel(struct bus *bus, int64_t run_id,
 
     buf_init(&b, 0);
     wire_cancel_encode(&c, &b);
-    if (bus_js_publish(bus, SUBJECTS_CANCEL, b.data, b.len, NULL, 2000) !=
-        ST_OK) {
+    /* Without job keys (a timeout: its queued job carries its deadline)
+     * there is nothing a later worker needs: a core publish, which the
+     * stream stores all the same while NATS is up, without a wait each
+     * (the sweeper may time out thousands at once). */
+    if (n_job_keys == 0) {
+        (void)bus_publish(bus, SUBJECTS_CANCEL, b.data, b.len);
+    } else if (bus_js_publish(bus, SUBJECTS_CANCEL, b.data, b.len, NULL,
+                              2000) != ST_OK) {
         log_warn("store: the cancel of run %" PRId64 " is not stored yet; "
                  "sent when NATS is back",
                  run_id);
