@@ -71,7 +71,8 @@ struct bus_sub {
     void *arg;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool done; /* nats.c's delivery thread has finished */
+    bool done;   /* nats.c's delivery thread has finished */
+    bool replay; /* bus_js_replay: messages carry their stream sequence */
 };
 
 struct bus_pull {
@@ -839,10 +840,19 @@ static void bus_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
                        void *closure)
 {
     struct bus_sub *s = closure;
+    struct bus_msg *m = bus_msg_wrap(msg, NULL);
 
     (void)nc;
     (void)sub;
-    s->cb(s->arg, bus_msg_wrap(msg, NULL));
+    if (s->replay) {
+        jsMsgMetaData *meta = NULL;
+
+        if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+            m->stream_seq = meta->Sequence.Stream;
+            jsMsgMetaData_Destroy(meta);
+        }
+    }
+    s->cb(s->arg, m);
 }
 
 /* Runs on the subscription's delivery thread after its last callback has
@@ -942,7 +952,7 @@ void bus_sub_free(struct bus_sub *s)
 
 int bus_js_replay(struct bus *b, const char *stream, const char *subject,
                   void (*cb)(void *arg, struct bus_msg *m), void *arg,
-                  uint64_t *backlog, struct bus_sub **out)
+                  uint64_t *last_seq, struct bus_sub **out)
 {
     jsStreamInfo *si = NULL;
     jsSubOptions so;
@@ -951,7 +961,7 @@ int bus_js_replay(struct bus *b, const char *stream, const char *subject,
     natsStatus ns;
 
     if (!stream || !*stream || !bus_subject_is_valid(subject, true) || !cb ||
-        !backlog || !out) {
+        !last_seq || !out) {
         return ST_INVALID;
     }
     if (!atomic_load(&b->connected)) {
@@ -961,9 +971,12 @@ int bus_js_replay(struct bus *b, const char *stream, const char *subject,
     if (ns != NATS_OK) {
         return bus_fail(b, "looking up stream", stream, ns, jerr);
     }
-    *backlog = si->State.Msgs;
+    /* Messages go oldest first (age, count), so the last one is there
+     * whenever any is. */
+    *last_seq = si->State.Msgs > 0 ? si->State.LastSeq : 0;
     jsStreamInfo_Destroy(si);
     s = bus_sub_new(cb, arg);
+    s->replay = true;
     jsSubOptions_Init(&so);
     so.Stream = stream;
     so.Ordered = true;

@@ -192,14 +192,16 @@ void bus_pull_free(struct bus_pull *p);
  * stream keeps, then each new one as it is stored. An ordered consumer:
  * ephemeral, in order, re-created by nats.c after a gap or a reconnect,
  * so none stored is missed. cb as for bus_subscribe (no acks: the
- * consumer needs none). *backlog: how many messages the stream held just
- * before (they come first; fewer if some expire meanwhile). Free with
- * bus_sub_free (which deletes the consumer). Returns 0, ST_NOT_FOUND (no
- * such stream), ST_UPSTREAM or ST_INVALID. */
+ * consumer needs none); bus_msg_stream_seq gives each message's stream
+ * sequence. *last_seq: the sequence of the last message the stream held
+ * just before (0: none), written before cb can run: those up to it are
+ * the replay, those after it new. Free with bus_sub_free (which deletes
+ * the consumer). Returns 0, ST_NOT_FOUND (no such stream), ST_UPSTREAM or
+ * ST_INVALID. */
 MUST_CHECK int bus_js_replay(struct bus *b, const char *stream,
                              const char *subject,
                              void (*cb)(void *arg, struct bus_msg *m),
-                             void *arg, uint64_t *backlog,
+                             void *arg, uint64_t *last_seq,
                              struct bus_sub **out);
 
 /* ---- Messages --------------------------------------------------------- */

@@ -205,10 +205,12 @@ struct serve {
     int running;                      /* jobs held (running or publishing) */
     struct cancel_set cancelled_runs; /* run ids, heard live */
     struct cancel_set cancelled_jobs; /* job_key_hash values */
-    /* The cancels stream: how many it held when this worker subscribed
-     * (written before the subscription exists), how many came since. */
-    uint64_t cancel_backlog;
-    atomic_uint_fast64_t cancels_seen;
+    /* The cancels stream: the sequence of its last message when this
+     * worker subscribed (written before any message comes: those up to it
+     * are the replay), the highest sequence come since. */
+    uint64_t cancel_last_seq;
+    atomic_uint_fast64_t cancel_seen_seq;
+    atomic_uint_fast64_t cancels_replayed;
     bool draining;
     int signals;
     struct event *heartbeat_ev;
@@ -469,36 +471,35 @@ static void on_cancel_msg(void *arg, struct bus_msg *m);
  * cancelled while this worker was away is dropped, not run. */
 static int replay_cancels(struct serve *s)
 {
-    uint64_t backlog;
+    uint64_t last;
     int64_t until;
     int rc;
 
     if (s->cancel_sub) {
         return ST_OK;
     }
-    /* bus_js_replay writes cancel_backlog before any message can come. */
     rc = bus_js_replay(s->bus, SUBJECTS_CANCELS_STREAM, SUBJECTS_CANCEL,
-                       on_cancel_msg, s, &s->cancel_backlog, &s->cancel_sub);
+                       on_cancel_msg, s, &s->cancel_last_seq, &s->cancel_sub);
     if (rc != ST_OK) {
         return rc;
     }
-    backlog = s->cancel_backlog;
+    last = s->cancel_last_seq;
     until = clock_mono_ns() + SERVE_CANCEL_REPLAY_NS;
-    while (atomic_load(&s->cancels_seen) < backlog &&
+    while (atomic_load(&s->cancel_seen_seq) < last &&
            !atomic_load(&s->stopping)) {
         if (clock_mono_ns() > until) {
-            /* Some may have expired since they were counted. */
-            log_warn("worker %s: %" PRIu64 " of %" PRIu64 " stored cancels "
-                     "replayed; pulling jobs anyway",
-                     s->cfg.worker_id, (uint64_t)atomic_load(&s->cancels_seen),
-                     backlog);
+            log_warn("worker %s: stored cancels replayed up to %" PRIu64
+                     " of %" PRIu64 " in %d s; pulling jobs anyway",
+                     s->cfg.worker_id,
+                     (uint64_t)atomic_load(&s->cancel_seen_seq), last,
+                     (int)(SERVE_CANCEL_REPLAY_NS / CLOCK_NS_PER_S));
             return ST_OK;
         }
         sleep_ns(2 * CLOCK_NS_PER_MS);
     }
-    if (backlog > 0) {
+    if (last > 0) {
         log_info("worker %s: %" PRIu64 " stored cancel(s) replayed",
-                 s->cfg.worker_id, backlog);
+                 s->cfg.worker_id, (uint64_t)atomic_load(&s->cancels_replayed));
     }
     return ST_OK;
 }
@@ -1261,11 +1262,16 @@ static void on_cancel_msg(void *arg, struct bus_msg *m)
 {
     struct serve *s = arg;
     struct wire_cancel c;
+    /* Stored before this worker subscribed: replayed (docs/nats.md). */
+    uint64_t seq = bus_msg_stream_seq(m);
+    bool replayed = seq > 0 && seq <= s->cancel_last_seq;
 
-    /* The first cancel_backlog messages are those stored before this
-     * worker subscribed. */
-    bool replayed = atomic_fetch_add(&s->cancels_seen, 1) < s->cancel_backlog;
-
+    if (replayed) {
+        atomic_fetch_add(&s->cancels_replayed, 1);
+    }
+    if (seq > atomic_load(&s->cancel_seen_seq)) {
+        atomic_store(&s->cancel_seen_seq, seq); /* one delivery thread */
+    }
     if (wire_cancel_decode(bus_msg_data(m), bus_msg_len(m), &c) == ST_OK) {
         struct item *it = mem_zalloc(sizeof(*it));
 

@@ -1299,11 +1299,46 @@ static void test_bus_consumer_pending_counts(void **state)
 
 /* ---- Replaying ------------------------------------------------------- */
 
-/* What a stream keeps comes first, in order, then what is stored later;
- * a stream holds at most max_msgs. */
+static struct {
+    pthread_mutex_t lock;
+    int n;
+    int data[8];     /* what each message said, in order */
+    uint64_t seq[8]; /* its stream sequence */
+    int ackable;     /* messages an ack did not refuse */
+} replayed = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void on_replay_msg(void *arg, struct bus_msg *m)
+{
+    char buf[16] = {0};
+    size_t len = bus_msg_len(m);
+
+    (void)arg;
+    memcpy(buf, bus_msg_data(m), len < sizeof(buf) ? len : sizeof(buf) - 1);
+    pthread_mutex_lock(&replayed.lock);
+    if (replayed.n < 8) {
+        replayed.data[replayed.n] = atoi(buf);
+        replayed.seq[replayed.n] = bus_msg_stream_seq(m);
+        replayed.n++;
+    }
+    replayed.ackable += bus_msg_ack(m) != ST_INVALID;
+    pthread_mutex_unlock(&replayed.lock);
+    bus_msg_free(m);
+}
+
+static bool replayed_reach(void *arg)
+{
+    int n;
+
+    pthread_mutex_lock(&replayed.lock);
+    n = replayed.n;
+    pthread_mutex_unlock(&replayed.lock);
+    return n >= *(int *)arg;
+}
+
+/* What a stream keeps comes first, in order, with its sequences, then
+ * what is stored later; a stream holds at most max_msgs. */
 static void test_bus_js_replay_delivers_the_kept_then_the_new(void **state)
 {
-    static struct inbox in = {.lock = PTHREAD_MUTEX_INITIALIZER};
     const char *name = stream_name("REPLAY");
     char subj[64];
     struct bus_stream_config sc = {
@@ -1311,15 +1346,15 @@ static void test_bus_js_replay_delivers_the_kept_then_the_new(void **state)
         .retention = BUS_RETAIN_LIMITS,
         .max_msgs = 3,
     };
-    struct count_want w = {.a = &in, .n = 3};
     struct bus_sub *s = NULL;
-    uint64_t backlog = 99;
+    uint64_t last = 99;
+    int want = 3;
 
     (void)state;
     subject(subj, sizeof(subj), "replay.cancel");
     sc.subjects = subj;
     assert_int_equal(bus_ensure_stream(bus, &sc), ST_OK);
-    /* 0..4 published, the stream keeps 2, 3, 4. */
+    /* 0..4 published as sequences 1..5; the stream keeps 3, 4, 5. */
     for (int i = 0; i < 5; i++) {
         char data[8];
 
@@ -1328,30 +1363,43 @@ static void test_bus_js_replay_delivers_the_kept_then_the_new(void **state)
             bus_js_publish(bus, subj, data, strlen(data), NULL, 5000), ST_OK);
     }
     assert_int_equal(
-        bus_js_replay(bus, name, subj, on_core_msg, &in, &backlog, &s), ST_OK);
-    assert_int_equal(backlog, 3);
-    assert_true(wait_until(counts_reach, &w, WAIT_MS));
-    pthread_mutex_lock(&in.lock);
-    assert_int_equal(in.seen[0] + in.seen[1], 0);
-    assert_int_equal(in.seen[2] + in.seen[3] + in.seen[4], 3);
-    assert_int_equal(in.bad, 0); /* not ackable, like a core message */
-    pthread_mutex_unlock(&in.lock);
-    /* A core publish on the subject is stored and replayed too. */
+        bus_js_replay(bus, name, subj, on_replay_msg, NULL, &last, &s), ST_OK);
+    assert_int_equal(last, 5);
+    assert_true(wait_until(replayed_reach, &want, WAIT_MS));
+    /* A core publish on the subject is stored and delivered too. */
     assert_int_equal(bus_publish(bus, subj, "7", 1), ST_OK);
-    w.n = 4;
-    assert_true(wait_until(counts_reach, &w, WAIT_MS));
-    pthread_mutex_lock(&in.lock);
-    assert_int_equal(in.seen[7], 1);
-    pthread_mutex_unlock(&in.lock);
+    want = 4;
+    assert_true(wait_until(replayed_reach, &want, WAIT_MS));
+    bus_sub_free(s);
+    pthread_mutex_lock(&replayed.lock);
+    assert_int_equal(replayed.n, 4);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(replayed.data[i], i + 2);
+        assert_int_equal(replayed.seq[i], (uint64_t)i + 3);
+    }
+    assert_int_equal(replayed.data[3], 7);
+    assert_int_equal(replayed.seq[3], 6);  /* after last: new */
+    assert_int_equal(replayed.ackable, 0); /* no acks on a replay */
+    pthread_mutex_unlock(&replayed.lock);
+
+    /* An empty stream: last 0. */
+    sc.name = stream_name("REPLAY_EMPTY");
+    subject(subj, sizeof(subj), "replay.empty");
+    assert_int_equal(bus_ensure_stream(bus, &sc), ST_OK);
+    s = NULL;
+    assert_int_equal(
+        bus_js_replay(bus, sc.name, subj, on_replay_msg, NULL, &last, &s),
+        ST_OK);
+    assert_int_equal(last, 0);
     bus_sub_free(s);
 
     s = NULL;
-    assert_int_equal(bus_js_replay(bus, "BT_NO_SUCH_STREAM", subj, on_core_msg,
-                                   &in, &backlog, &s),
+    assert_int_equal(bus_js_replay(bus, "BT_NO_SUCH_STREAM", subj,
+                                   on_replay_msg, NULL, &last, &s),
                      ST_NOT_FOUND);
     assert_null(s);
     assert_int_equal(
-        bus_js_replay(bus, name, "bad subject", on_core_msg, &in, &backlog, &s),
+        bus_js_replay(bus, name, "bad subject", on_replay_msg, NULL, &last, &s),
         ST_INVALID);
 }
 
