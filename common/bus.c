@@ -935,9 +935,10 @@ void bus_sub_free(struct bus_sub *s)
     }
     /* Core subscriptions are not durable: unsubscribing deletes nothing
      * on the server; a replay's ordered consumer is ephemeral, and nats.c
-     * deletes it (or the server does once it is inactive). An error means
-     * it is closed already (connection closed), and its delivery thread
-     * ends or has ended all the same. */
+     * deletes it (a request that fails at once while NATS is away; the
+     * server drops an ephemeral push consumer without interest anyway).
+     * An error means it is closed already (connection closed), and its
+     * delivery thread ends or has ended all the same. */
     (void)natsSubscription_Unsubscribe(s->sub);
     pthread_mutex_lock(&s->lock);
     while (!s->done) {
