@@ -934,18 +934,25 @@ void bus_sub_free(struct bus_sub *s)
         return;
     }
     /* Core subscriptions are not durable: unsubscribing deletes nothing
-     * on the server; a replay's ordered consumer is ephemeral, and nats.c
-     * deletes it (a request that fails at once while NATS is away; the
-     * server drops an ephemeral push consumer without interest anyway).
-     * An error means it is closed already (connection closed), and its
-     * delivery thread ends or has ended all the same. */
-    (void)natsSubscription_Unsubscribe(s->sub);
+     * on the server. A replay's consumer is an ephemeral push consumer:
+     * natsSubscription_Unsubscribe would delete it with a JetStream
+     * request, which can wait out its timeout while NATS is away (seen:
+     * over a second); Destroy only unsubscribes, and the server drops the
+     * consumer once its interest is gone. An error means it is closed
+     * already (connection closed), and its delivery thread ends or has
+     * ended all the same. */
+    if (s->replay) {
+        natsSubscription_Destroy(s->sub);
+        s->sub = NULL;
+    } else {
+        (void)natsSubscription_Unsubscribe(s->sub);
+    }
     pthread_mutex_lock(&s->lock);
     while (!s->done) {
         pthread_cond_wait(&s->cond, &s->lock);
     }
     pthread_mutex_unlock(&s->lock);
-    natsSubscription_Destroy(s->sub);
+    natsSubscription_Destroy(s->sub); /* NULL does nothing */
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
