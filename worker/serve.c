@@ -662,6 +662,9 @@ static bool job_is_cancelled(struct serve *s, const struct wire_job *job)
     if (cancel_set_has(&s->cancelled_runs, job->run_id)) {
         return true;
     }
+    if (s->cancelled_jobs.n == 0) {
+        return false; /* no key to make */
+    }
     subjects_msg_id(job->job_id, job->created_unix_ms, 0, NULL, key,
                     sizeof(key));
     return cancel_set_has(&s->cancelled_jobs, job_key_hash(key));
