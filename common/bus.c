@@ -20,6 +20,9 @@
 
 /* At most this many servers in a comma-separated URL list. */
 #define BUS_MAX_SERVERS 32
+/* Threads delivering the messages of every asynchronous subscription of
+ * the process (nats.c's pool; a subscription stays on one of them). */
+#define BUS_DELIVERY_THREADS 2
 /* Reconnect delay: BUS_RECONNECT_BASE_MS doubled per failed pass over the
  * server list, capped at BUS_RECONNECT_MAX_MS, plus up to 25% jitter so a
  * fleet of workers does not reconnect in lockstep. */
@@ -495,7 +498,15 @@ static int bus_make_options(const struct bus_config *cfg, struct bus *b,
      * the library; a later one (or one after nats_Close) changes nothing,
      * and natsOptions_Create reports a library that cannot open. */
     (void)nats_Open(0);
+    /* Asynchronous subscriptions share a pool of delivery threads instead
+     * of a thread each: the controller subscribes once per run a client
+     * follows, a worker once per suite. Order per subscription holds;
+     * every callback here only hands its message on. */
+    (void)nats_SetMessageDeliveryPoolSize(BUS_DELIVERY_THREADS);
     s = natsOptions_Create(&opts);
+    if (s == NATS_OK) {
+        s = natsOptions_UseGlobalMessageDelivery(opts, true);
+    }
     if (s == NATS_OK) {
         s = natsOptions_SetServers(opts, urls, n);
     }
