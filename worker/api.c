@@ -2,12 +2,9 @@
  * deadlines, values, spans, environment, temporary directories and the
  * assertion helpers behind HF_CHECK_* / HF_REQUIRE_*. They run inside a
  * child runner only (child.c sets up the hf_t they get). */
-#define _XOPEN_SOURCE 700 /* nftw */
-
 #include "child_int.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -17,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "clock.h"
+#include "fsutil.h"
 #include "mem.h"
 
 /* Longest operand text shown in a failed check. */
@@ -613,16 +611,6 @@ bool hf_check_ptr(hf_t *t, struct hf_site site, const char *expr,
 
 /* ---- End of an attempt (called by child.c) ---------------------------- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag,
-                        struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 void api_end_attempt(hf_t *t)
 {
     while (t->n_spans) {
@@ -642,7 +630,7 @@ void api_end_attempt(hf_t *t)
     }
     free(t->envs);
     for (size_t i = 0; i < t->n_tempdirs; i++) {
-        nftw(t->tempdirs[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        fs_remove_tree(t->tempdirs[i]);
         free(t->tempdirs[i]);
     }
     free(t->tempdirs);

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +24,7 @@
 
 #include "child.h"
 #include "clock.h"
+#include "fsutil.h"
 #include "ipc.h"
 #include "log.h"
 #include "mem.h"
@@ -288,20 +288,10 @@ static void on_done_ev(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag,
-                        struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void remove_tempdir(struct runner *r)
 {
     if (r->tempdir) {
-        nftw(r->tempdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        fs_remove_tree(r->tempdir);
         free(r->tempdir);
         r->tempdir = NULL;
     }
@@ -1090,7 +1080,7 @@ static void remove_temp_bases(void)
 {
     for (size_t i = 0; i < temp_bases.n; i++) {
         if (temp_bases.owner[i] == getpid()) {
-            nftw(temp_bases.base[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+            fs_remove_tree(temp_bases.base[i]);
             if (temp_bases.lock_fd[i] >= 0) {
                 close(temp_bases.lock_fd[i]);
             }
@@ -1127,7 +1117,7 @@ static void sweep_stale_bases(const char *parent)
         if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
             flock(fd, LOCK_EX | LOCK_NB) == 0 && kill(pid, 0) != 0 &&
             errno == ESRCH) {
-            nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+            fs_remove_tree(path);
         }
         if (fd >= 0) {
             close(fd);

@@ -2,10 +2,8 @@
  * retries and flaky marking, filters, timeouts, crash isolation, output
  * capture and caps, cancel, setup and teardown rules. The suites under test
  * are defined here and run in children forked by a real zygote. */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <event2/event.h>
 #include <poll.h>
 #include <pthread.h>
@@ -27,6 +25,7 @@
 
 #include "child.h"
 #include "clock.h"
+#include "fsutil.h"
 #include "handoff.h"
 #include "mem.h"
 #include "registry.h"
@@ -879,16 +878,6 @@ static void test_runner_restores_env_and_removes_tempdirs(void **state)
     finish_run(r, &cap);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-                    struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 /* A dir under parent named as a base of process pid, with a file in it;
  * returns its path (caller frees). */
 static char *fake_base(const char *parent, pid_t pid, const char *tail)
@@ -941,7 +930,7 @@ static void test_runner_removes_temp_bases_of_dead_processes(void **state)
     assert_int_equal(stat(locked, &st), 0);
     assert_int_equal(stat(alive, &st), 0);
     close(lock_fd);
-    nftw(parent, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fs_remove_tree(parent);
     free(stale);
     free(locked);
     free(alive);
