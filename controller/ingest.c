@@ -509,10 +509,7 @@ static int find_unknown(struct db *d, struct batch *b)
             c.rows++;
         }
     }
-    if (c.rows == 0) {
-        cols_cleanup(&c);
-        return ST_OK;
-    }
+    /* No row: cols_exec runs nothing. */
     rc = cols_exec(d, &c, "ingest: unknown jobs",
                    "SELECT t.ord FROM unnest($1::text[], $2::int[]) AS "
                    "t(job_id, ord) WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE "
